@@ -1,0 +1,54 @@
+# Test registration.
+#
+#   tpar_add_test(NAME
+#                 SOURCES a.c [b.c ...]
+#                 [RANKS 1 2 4 ...]       # run under `tpar launch -n N` (shm backend), one CTest test per N
+#                 [MPI_RANKS 2 4 ...]     # also run under mpiexec with TPAR_COMM=mpi (when MPI is built)
+#                 [ARGS ...] [LABELS ...] [TIMEOUT seconds] [LIBS ...] [ENV VAR=value ...])
+#
+# Without RANKS the test runs as one plain process named NAME. With RANKS each count N gives
+# a test NAME_npN; CTest's PROCESSORS property is set to N so `ctest -j` does not pile
+# oversubscribed multi-rank tests on top of each other. A test that cannot run here prints
+# "skipped: <reason>" and exits 0; CTest then reports it as skipped, not passed.
+function(tpar_add_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;RANKS;MPI_RANKS;ARGS;LABELS;LIBS;ENV" ${ARGN})
+  if(NOT T_SOURCES)
+    message(FATAL_ERROR "tpar_add_test(${name}): SOURCES is required")
+  endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE tpar ${T_LIBS})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
+
+  set(_tests "")
+  if(NOT T_RANKS AND NOT T_MPI_RANKS)
+    add_test(NAME ${name} COMMAND ${name} ${T_ARGS})
+    list(APPEND _tests ${name})
+  endif()
+  foreach(_n IN LISTS T_RANKS)
+    add_test(NAME ${name}_np${_n}
+             COMMAND tpar_cli launch -n ${_n} -- $<TARGET_FILE:${name}> ${T_ARGS})
+    set_tests_properties(${name}_np${_n} PROPERTIES PROCESSORS ${_n})
+    list(APPEND _tests ${name}_np${_n})
+  endforeach()
+  if(TPAR_HAVE_MPI)
+    foreach(_n IN LISTS T_MPI_RANKS)
+      add_test(NAME ${name}_mpi_np${_n}
+               COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe ${MPIEXEC_NUMPROC_FLAG} ${_n}
+                       -x TPAR_COMM=mpi $<TARGET_FILE:${name}> ${T_ARGS})
+      set_tests_properties(${name}_mpi_np${_n} PROPERTIES PROCESSORS ${_n} ENVIRONMENT "TPAR_COMM=mpi")
+      list(APPEND _tests ${name}_mpi_np${_n})
+    endforeach()
+  endif()
+  foreach(_t IN LISTS _tests)
+    set_tests_properties(${_t} PROPERTIES
+      TIMEOUT ${T_TIMEOUT}
+      LABELS "${T_LABELS}"
+      SKIP_REGULAR_EXPRESSION "skipped: ")
+    if(T_ENV)
+      set_property(TEST ${_t} APPEND PROPERTY ENVIRONMENT ${T_ENV})
+    endif()
+  endforeach()
+endfunction()

@@ -1,0 +1,143 @@
+/* tpar comm: collectives between ranks, the way NCCL is for GPUs.
+ *
+ * A rank is a process with its own memory. Ranks on one host talk through shared
+ * memory (backend "shm"); ranks on several hosts through MPI ("mpi"), or both in two
+ * levels ("hier"). Every call is collective over the communicator unless it says
+ * otherwise (send/recv), and every rank must make the same calls in the same order
+ * with the same count, dtype, op and root: mismatches are detected where cheap and
+ * reported as TPAR_ERR_MISMATCH.
+ *
+ * In-place: pass TPAR_IN_PLACE as sendbuf, with MPI's meaning:
+ *   allreduce       data is in recvbuf, result replaces it
+ *   allgather(v)    this rank's block is already at its place in recvbuf
+ *   reduce_scatter  the full input (size * count) is in recvbuf; the result lands in
+ *                   recvbuf[0 .. count)
+ *
+ * Determinism: for a given world size and inputs, every rank receives bit-identical
+ * results and two runs give bit-identical results (reductions in a fixed order).
+ *
+ * Failure: every wait has a deadline (TPAR_COMM_TIMEOUT seconds). A peer that dies or
+ * stops answering makes the call return TPAR_ERR_PEER_DEAD or TPAR_ERR_TIMEOUT, and
+ * tpar_comm_error() names the collective, its sequence number and the missing rank.
+ * After such an error the communicator is poisoned: later calls fail at once; free it. */
+#ifndef TPAR_COMM_H
+#define TPAR_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tpar/core.h"
+
+typedef enum {
+    TPAR_F32 = 0,
+    TPAR_BF16, /* stored as uint16_t; reductions accumulate in float32 and round once */
+    TPAR_I32,
+    TPAR_I64,
+    TPAR_F64,
+    TPAR_DTYPE_COUNT
+} tpar_dtype;
+
+typedef enum { TPAR_SUM = 0, TPAR_MAX, TPAR_MIN, TPAR_OP_COUNT } tpar_op;
+
+typedef enum {
+    TPAR_BACKEND_AUTO = 0, /* shm on one host, hier across hosts (from TPAR_COMM, else detected) */
+    TPAR_BACKEND_SHM,
+    TPAR_BACKEND_MPI,
+    TPAR_BACKEND_HIER,
+    TPAR_BACKEND_COUNT
+} tpar_backend;
+
+size_t tpar_dtype_size(tpar_dtype dt);       /* 0 for an invalid dtype */
+const char *tpar_dtype_name(tpar_dtype dt);  /* "f32", "bf16", ... */
+const char *tpar_op_name(tpar_op op);        /* "sum", "max", "min" */
+const char *tpar_backend_name(tpar_backend b); /* "auto", "shm", "mpi", "hier" */
+
+/* bfloat16 conversions (round to nearest even; NaN stays NaN). */
+uint16_t tpar_f32_to_bf16(float f);
+float tpar_bf16_to_f32(uint16_t h);
+
+/* Marks an in-place collective (see above). */
+#define TPAR_IN_PLACE ((const void *)(uintptr_t)1)
+
+typedef struct tpar_comm tpar_comm_t;
+typedef struct tpar_request tpar_request_t;
+
+typedef struct {
+    tpar_backend backend; /* AUTO: TPAR_COMM=shm|mpi|hier|auto, else detected */
+    double timeout_s;     /* <= 0: TPAR_COMM_TIMEOUT, else the default (see docs/COMM.md) */
+    int progress_thread;  /* -1: TPAR_COMM_PROGRESS=thread|inline, else thread when a core is spare;
+                             0: progress inside test/wait; 1: a communication worker thread */
+} tpar_comm_config_t;
+
+/* The defaults: AUTO everywhere. */
+tpar_comm_config_t tpar_comm_config_default(void);
+
+/* Joins the world: rank and size from TPAR_RANK/TPAR_WORLD_SIZE (set by `tpar launch`)
+ * or from MPI (mpirun/srun). A process started alone is a world of one.
+ * cfg may be NULL (defaults). On failure *out is NULL and err says why. */
+tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpar_err_t *err);
+
+/* Splits comm into sub-groups: ranks with the same color form a group, ordered by
+ * (key, rank in comm). Collective over comm. TP, DP and PP groups are built from it. */
+tpar_status tpar_comm_split(tpar_comm_t *comm, int color, int key, tpar_comm_t **out);
+
+/* Releases a communicator (sub-groups before their parent). NULL is allowed. */
+void tpar_comm_free(tpar_comm_t *comm);
+
+int tpar_comm_rank(const tpar_comm_t *comm);
+int tpar_comm_size(const tpar_comm_t *comm);
+tpar_backend tpar_comm_backend(const tpar_comm_t *comm);
+/* The message of the last error on this communicator ("" if none). */
+const char *tpar_comm_error(const tpar_comm_t *comm);
+
+/* ---- blocking collectives (counts are in elements) ------------------------------------- */
+tpar_status tpar_comm_allreduce(tpar_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                tpar_dtype dt, tpar_op op);
+/* recvbuf holds size * count elements, rank r's block at r * count. */
+tpar_status tpar_comm_allgather(tpar_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                tpar_dtype dt);
+/* Per-rank counts; rank r's block lands at recvbuf + displs[r] (elements). */
+tpar_status tpar_comm_allgatherv(tpar_comm_t *comm, const void *sendbuf, size_t sendcount, void *recvbuf,
+                                 const size_t *recvcounts, const size_t *displs, tpar_dtype dt);
+/* sendbuf holds size * recvcount elements; rank r receives the reduction of block r. */
+tpar_status tpar_comm_reduce_scatter(tpar_comm_t *comm, const void *sendbuf, void *recvbuf,
+                                     size_t recvcount, tpar_dtype dt, tpar_op op);
+/* Blocks of recvcounts[r] elements laid end to end in sendbuf. */
+tpar_status tpar_comm_reduce_scatterv(tpar_comm_t *comm, const void *sendbuf, void *recvbuf,
+                                      const size_t *recvcounts, tpar_dtype dt, tpar_op op);
+tpar_status tpar_comm_broadcast(tpar_comm_t *comm, void *buf, size_t count, tpar_dtype dt, int root);
+/* count elements to each rank: block r of sendbuf goes to rank r, block s of recvbuf comes from s. */
+tpar_status tpar_comm_alltoall(tpar_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                               tpar_dtype dt);
+tpar_status tpar_comm_barrier(tpar_comm_t *comm);
+
+/* Point to point (not collective): matched by (source, tag) in order. */
+tpar_status tpar_comm_send(tpar_comm_t *comm, const void *buf, size_t count, tpar_dtype dt, int dst,
+                           int tag);
+tpar_status tpar_comm_recv(tpar_comm_t *comm, void *buf, size_t count, tpar_dtype dt, int src, int tag);
+
+/* ---- non-blocking collectives --------------------------------------------------------
+ * Start the operation and return a request; buffers must stay untouched until it
+ * completes. Non-blocking calls are ordered with blocking ones like any other call.
+ * wait completes and frees the request; test sets *done and frees it once done. */
+tpar_status tpar_comm_iallreduce(tpar_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                 tpar_dtype dt, tpar_op op, tpar_request_t **req);
+tpar_status tpar_comm_iallgather(tpar_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                 tpar_dtype dt, tpar_request_t **req);
+tpar_status tpar_comm_ireduce_scatter(tpar_comm_t *comm, const void *sendbuf, void *recvbuf,
+                                      size_t recvcount, tpar_dtype dt, tpar_op op, tpar_request_t **req);
+tpar_status tpar_comm_ibroadcast(tpar_comm_t *comm, void *buf, size_t count, tpar_dtype dt, int root,
+                                 tpar_request_t **req);
+tpar_status tpar_comm_wait(tpar_request_t *req);
+tpar_status tpar_comm_test(tpar_request_t *req, int *done);
+
+/* ---- accounting, for the communication share of a step ---------------------------------- */
+typedef struct {
+    double wait_s;      /* time the caller spent blocked in collectives and waits */
+    uint64_t calls;     /* collectives started */
+    uint64_t bytes;     /* payload bytes this rank contributed */
+} tpar_comm_stats_t;
+void tpar_comm_stats(const tpar_comm_t *comm, tpar_comm_stats_t *out);
+void tpar_comm_stats_reset(tpar_comm_t *comm);
+
+#endif /* TPAR_COMM_H */

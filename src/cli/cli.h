@@ -1,0 +1,44 @@
+/* Internal to the `tpar` program: the subcommands and the helpers they share for
+ * parsing options and reporting errors in one voice. */
+#ifndef TPAR_CLI_H
+#define TPAR_CLI_H
+
+#include <getopt.h>
+
+/* Exit codes of the CLI. */
+enum { TPAR_EXIT_OK = 0, TPAR_EXIT_FAIL = 1, TPAR_EXIT_USAGE = 2 };
+
+/* A subcommand: `tpar NAME ARGS...`. argv[0] is the subcommand name. */
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} tpar_cli_cmd_t;
+
+int tpar_cmd_train(int argc, char **argv);
+int tpar_cmd_generate(int argc, char **argv);
+int tpar_cmd_bench(int argc, char **argv);
+int tpar_cmd_launch(int argc, char **argv);
+int tpar_cmd_plan(int argc, char **argv);
+int tpar_cmd_info(int argc, char **argv);
+
+/* getopt_long for subcommand `cmd`, with our error messages: an unknown option or a
+ * missing value prints what and a hint and returns '?'. Long options only need be
+ * listed; "h"/"--help" is the caller's to include. */
+int tpar_cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
+                    const struct option *longopts);
+
+/* Parse the value of option `opt` as an integer / number in [lo, hi]; on failure print
+ * "tpar CMD: --opt expects ..., got 'x'" and return -1. */
+int tpar_cli_int(const char *cmd, const char *opt, const char *val, long long lo, long long hi,
+                 long long *out);
+int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo, double hi,
+                    double *out);
+
+/* Print "tpar CMD: error: <message>" to stderr. */
+void tpar_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Report that a subcommand's implementation has not landed yet; returns TPAR_EXIT_FAIL. */
+int tpar_cli_not_yet(const char *cmd, const char *what);
+
+#endif /* TPAR_CLI_H */
