@@ -10,7 +10,7 @@ SAN_ENV = ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
           LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps deps-test build run test test-sanitize test-asan test-ubsan bench install clean help
+.PHONY: all deps deps-test build run test test-sanitize test-asan test-ubsan san-run bench install clean help
 
 all: build
 
