@@ -14,7 +14,7 @@
 #include "kmath.h"
 #include "tpar/kernels.h"
 
-enum { QB = 64 }; /* query rows per block: (QB, T) scores stay in L2 for T up to ~2k */
+enum { QB = TPAR_ATTENTION_BLOCK }; /* (QB, T) scores stay in L2 for T up to ~2k */
 
 size_t tpar_attention_scratch_floats(int T) {
     /* scores/probabilities (QB, T), their gradient (QB, T), and D (QB) */
