@@ -53,19 +53,9 @@ void tpar_attention_forward(float *out, float *lse, const float *qkv, float *scr
                 for (int r = 0; r < nq; r++) {
                     float *s = S + (size_t)r * kend;
                     const int n = row_len(i0, r);
-                    float mx = s[0];
-#pragma omp simd reduction(max : mx)
-                    for (int j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
-                    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                    for (int j = 0; j < n; j++) {
-                        float e = kexp(s[j] - mx);
-                        s[j] = e;
-                        sum += e;
-                    }
-                    const float inv = 1.0f / sum;
-#pragma omp simd
-                    for (int j = 0; j < n; j++) s[j] *= inv;
+                    const float mx = kmax_row(s, n);
+                    const float sum = kexp_row(s, s, n, mx);
+                    kscale_row(s, n, 1.0f / sum);
                     for (int j = n; j < kend; j++) s[j] = 0.0f; // the future is masked
                     l[i0 + r] = mx + logf(sum);
                 }
