@@ -255,10 +255,21 @@ static stage_mem_t stage_memory(const ctx_t *c, int first, int last, double micr
 
 /* ---- evaluation -------------------------------------------------------------------- */
 
+/* Bounds that keep every product of layout sizes far from overflow. */
+#define MAX_GPUS (1LL << 24)
+#define MAX_BATCH (1LL << 36)
+
+static tpar_status check_sizes(long long G, long long B, tpar_err_t *err) {
+    if (G < 1 || G > MAX_GPUS)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--gpus must be in [1, %lld], got %lld", MAX_GPUS, G);
+    if (B < 1 || B > MAX_BATCH)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--global-batch must be in [1, %lld], got %lld", MAX_BATCH, B);
+    return TPAR_OK;
+}
+
 static tpar_status check_layout(const tpar_plan_model_t *m, const tpar_plan_layout_t *L, tpar_err_t *err) {
-    if (L->gpus < 1) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--gpus must be at least 1, got %lld", L->gpus);
-    if (L->global_batch < 1)
-        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--global-batch must be at least 1, got %lld", L->global_batch);
+    tpar_status st = check_sizes(L->gpus, L->global_batch, err);
+    if (st != TPAR_OK) return st;
     if (L->tp < 1 || L->pp < 1 || L->dp < 1 || L->micro_batch < 1)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                             "--tp, --pp, --dp and --micro-batch must be at least 1 (got %lld, %lld, %lld, %lld)",
@@ -323,23 +334,24 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
         double bytes = (double)m->seq * (double)L->micro_batch * (double)m->hidden * c.e / (double)L->tp;
         pp_mb = 2 * (lat + bytes / bw);
     }
-    double t_mb = sc.fwd + sc.bwd + pp_mb;
-    res->t_gemm = mb * sc.gemm;
-    res->t_elementwise = mb * sc.elem;
-    /* Gradient accumulation: from the second micro-batch on, each weight gradient is read and
-     * added into the accumulated one (3 accesses of e bytes a parameter). */
-    double stage_params = fmax(stage_memory(&c, 1, L->pp == 1, mb).params,
-                               L->pp > 1 ? stage_memory(&c, 0, 1, mb).params : 0);
-    res->t_elementwise += (mb - 1) * stage_params * 3 * c.e / c.hbm;
-    res->t_tp_comm = mb * sc.tp;
-    res->t_pp_comm = mb * pp_mb;
-    res->t_bubble = (p - 1) * t_mb; /* 1F1B: bubble fraction (p - 1)/m of the ideal time */
-
     /* Memory on the most loaded stage. */
     stage_mem_t mf = stage_memory(&c, 1, L->pp == 1, mb);
     stage_mem_t ml = L->pp > 1 ? stage_memory(&c, 0, 1, mb) : mf;
     stage_mem_t *mm = mf.total >= ml.total ? &mf : &ml;
     res->params_per_gpu = fmax(mf.params, ml.params);
+
+    /* Gradient accumulation: every micro-batch's weight gradients are added into the step's
+     * gradient buffer (read both, write one: 3 accesses of e bytes a parameter). */
+    double acc = res->params_per_gpu * 3 * c.e / c.hbm;
+    sc.elem += acc;
+    sc.bwd += acc;
+    double t_mb = sc.fwd + sc.bwd + pp_mb;
+    res->t_gemm = mb * sc.gemm;
+    res->t_elementwise = mb * sc.elem;
+    res->t_tp_comm = mb * sc.tp;
+    res->t_pp_comm = mb * pp_mb;
+    res->t_bubble = (p - 1) * t_mb; /* 1F1B: bubble fraction (p - 1)/m of the ideal time */
+
     res->mem_weights = mm->weights;
     res->mem_grads = mm->grads;
     res->mem_optimizer = mm->optimizer;
@@ -432,8 +444,8 @@ tpar_status tpar_plan_search(const tpar_plan_model_t *m, const tpar_plan_hw_t *h
     *n_best = 0;
     if (n_valid) *n_valid = 0;
     const long long G = con->gpus, B = con->global_batch;
-    if (G < 1) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--gpus must be at least 1, got %lld", G);
-    if (B < 1) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--global-batch must be at least 1, got %lld", B);
+    tpar_status st = check_sizes(G, B, err);
+    if (st != TPAR_OK) return st;
     /* Given parts of the layout must be valid on their own; say which flag is wrong. */
     if (con->tp < 0 || con->pp < 0 || con->dp < 0 || con->micro_batch < 0)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--tp, --pp, --dp and --micro-batch must be positive");
@@ -443,15 +455,21 @@ tpar_status tpar_plan_search(const tpar_plan_model_t *m, const tpar_plan_hw_t *h
     if (con->pp && m->layers % con->pp)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--pp %lld does not divide the model's %lld layers",
                             con->pp, m->layers);
+    /* (each factor is at most 2^20 from the CLI; check before multiplying) */
+    if (con->tp > G || con->pp > G || con->dp > G)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--tp, --pp and --dp must each be at most --gpus %lld", G);
     long long given = (con->tp ? con->tp : 1) * (con->pp ? con->pp : 1) * (con->dp ? con->dp : 1);
-    if (given > G || G % given)
-        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
-                            "--tp x --pp x --dp (%lld) does not divide --gpus %lld", given, G);
     if (con->tp && con->pp && con->dp && given != G)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--tp %lld x --pp %lld x --dp %lld must equal --gpus %lld",
                             con->tp, con->pp, con->dp, G);
+    if (given > G || G % given)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "the given --tp/--pp/--dp multiply to %lld, which does not divide --gpus %lld", given, G);
     if (con->dp && B % con->dp)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--global-batch %lld is not divisible by --dp %lld", B, con->dp);
+    if (con->micro_batch > B)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--micro-batch %lld is larger than --global-batch %lld",
+                            con->micro_batch, B);
     if (con->dp && con->micro_batch && B % (con->dp * con->micro_batch))
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                             "--global-batch %lld is not divisible by --dp %lld x --micro-batch %lld", B,
