@@ -79,7 +79,7 @@ static void print_detail(const tpar_plan_model_t *m, const tpar_plan_hw_t *hw, c
     double peak = L->precision == TPAR_PRECISION_FP32 ? hw->peak_flops_fp32 : hw->peak_flops_bf16;
     printf("model: %s: %lld layers, hidden %lld, %lld heads, vocab %lld, seq %lld: %.3f B parameters\n",
            m->name, m->layers, m->hidden, m->heads, m->vocab, m->seq, r->params_total / 1e9);
-    printf("cluster: %lld x %s (%lld per node): %.1f TFLOP/s %s peak, GEMMs at %.0f%% of it; HBM %.0f GB/s, "
+    printf("cluster: %lld x %s (%lld per node): %.4g TFLOP/s %s peak, GEMMs at %.0f%% of it; HBM %.0f GB/s, "
            "NVLink %.0f GB/s, IB %.0f GB/s per GPU\n",
            L->gpus, hw->name, hw->gpus_per_node, peak / 1e12, tpar_plan_precision_str(L->precision),
            100 * hw->gemm_eff, hw->hbm_bw / 1e9, hw->nvlink_bw / 1e9, hw->ib_bw / 1e9);
@@ -107,7 +107,7 @@ static void print_detail(const tpar_plan_model_t *m, const tpar_plan_hw_t *hw, c
     printf("  %-28s %9.3f\n", "step", st);
     printf("  (DP reduction in all %.3f s, %s)\n", r->t_dp_comm,
            L->dp_overlap ? "overlapped with backward where possible" : "not overlapped");
-    printf("\nthroughput: %.1f TFLOP/s per GPU (hardware FLOPs, recomputation included), MFU %.1f%%, "
+    printf("\nthroughput: %.4g TFLOP/s per GPU (hardware FLOPs, recomputation included), MFU %.1f%%, "
            "communication/computation %.3f\n",
            r->tflops_per_gpu, 100 * r->mfu, r->comm_compute_ratio);
 }

@@ -25,10 +25,11 @@ base="--gpus 64 --gpu a100-80g --global-batch 512"
 g3="--model gpt3-175b $base"
 
 # help documents every option
+help=$("$tpar" plan --help)
 for opt in --model --gpus --gpu --global-batch --tp --pp --dp --micro-batch --recompute --sp --zero \
            --precision --dp-overlap --gemm-eff --top --json gpt3-175b gpt2-124m a100-80g h100-80g \
            LAYERS,HIDDEN,HEADS,VOCAB,SEQ memory_gb_per_gpu tflops_per_gpu mfu step_s comm_compute_ratio fits; do
-    expect 0 "$opt" -- "$tpar" plan --help
+    expect 0 "$opt" -- printf '%s\n' "$help"
 done
 expect 0 "usage: tpar plan" -- "$tpar" plan -h
 
