@@ -404,11 +404,13 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
 
 /* ---- search ------------------------------------------------------------------------ */
 
-/* The divisors of n in increasing order (at most `max`); returns their number. */
+/* The divisors of n in increasing order (at most `max`); returns their number. Numbers up
+ * to MAX_BATCH (2^36) have fewer than 4,100 divisors, 2,050 of them below the square root. */
+enum { MAX_DIVISORS = 8192 };
 static int divisors(long long n, long long *out, int max) {
     int lo = 0, hi = 0;
-    long long big[1024];
-    for (long long i = 1; i * i <= n && lo < max && hi < 1024; i++) {
+    long long big[MAX_DIVISORS / 2];
+    for (long long i = 1; i * i <= n && lo < max && hi < MAX_DIVISORS / 2; i++) {
         if (n % i) continue;
         out[lo++] = i;
         if (i != n / i) big[hi++] = n / i;
@@ -489,8 +491,8 @@ tpar_status tpar_plan_search(const tpar_plan_model_t *m, const tpar_plan_hw_t *h
             if ((G / t) % p || m->layers % p || (con->pp && p != con->pp)) continue;
             long long d = G / (t * p);
             if ((con->dp && d != con->dp) || B % d) continue;
-            long long bs[2048];
-            int nb = divisors(B / d, bs, 2048);
+            long long bs[MAX_DIVISORS];
+            int nb = divisors(B / d, bs, MAX_DIVISORS);
             for (int ib = 0; ib < nb; ib++) {
                 long long b = bs[ib];
                 if (con->micro_batch && b != con->micro_batch) continue;

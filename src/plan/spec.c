@@ -79,7 +79,30 @@ tpar_status tpar_plan_model_parse(const char *spec, tpar_plan_model_t *out, tpar
 #define GB 1e9
 #define GiB 1073741824.0
 
-/* Efficiencies and latencies shared by the presets and the custom form.
+/* The raw figures of a device and its node; efficiencies are added by make_hw. */
+typedef struct {
+    const char *name;
+    double tflops_bf16, tflops_fp32, mem_bytes, hbm_gbs, nvlink_gbs, ib_gbs;
+    long long gpus_per_node;
+    double reserve_bytes;
+} hw_figures_t;
+
+static const hw_figures_t hw_presets[] = {
+    /* NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB): BF16 tensor 312 TFLOP/s dense,
+     * FP32 19.5 TFLOP/s, 80 GB HBM2e at 2,039 GB/s, NVLink 600 GB/s both directions (300 per
+     * direction). DGX A100 (as in Narayanan et al. 2021, section 5): 8 GPUs a node, 8 Mellanox
+     * HDR 200 Gb/s InfiniBand HCAs, one per GPU: 25 GB/s per direction. 1 GB reserve: CUDA
+     * context, cuBLAS and NCCL workspaces (approximate). */
+    {"a100-80g", 312, 19.5, 80 * GiB, 2039, 300, 25, 8, 1 * GB},
+    /* NVIDIA H100 Tensor Core GPU datasheet (SXM5 80GB): BF16 tensor 989 TFLOP/s dense (1,979
+     * with sparsity), FP32 67 TFLOP/s, 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s both
+     * directions. DGX H100: 8 GPUs, 8 ConnectX-7 400 Gb/s NDR: 50 GB/s per GPU. */
+    {"h100-80g", 989, 67, 80 * GiB, 3350, 450, 50, 8, 1 * GB},
+};
+enum { N_HW_PRESETS = sizeof hw_presets / sizeof hw_presets[0] };
+
+/* Efficiencies and latencies, the same for every device (for H100 the A100 figures are
+ * assumed; --gemm-eff overrides the one that matters most).
  * gemm_eff 0.80: "optimized GEMM can reach up to 80-90% of the theoretical maximum device
  *   throughput" (Dao 2023, FlashAttention-2, section 1, on A100); we take the low end
  *   because tensor-parallel shards are mid-sized GEMMs.
@@ -92,7 +115,17 @@ tpar_status tpar_plan_model_parse(const char *spec, tpar_plan_model_t *out, tpar
  *   average of 100 GB/s theoretical (NVIDIA/nccl-tests issue #119).
  * latencies: NCCL tuning model, ring/Simple: base 8.4 us, 3.4 us per NVLink step,
  *   9.6 us per network step (src/graph/tuning.cc, baseLat and hwLat). */
-static void default_efficiencies(tpar_plan_hw_t *hw) {
+static void make_hw(const hw_figures_t *f, tpar_plan_hw_t *hw) {
+    memset(hw, 0, sizeof *hw);
+    snprintf(hw->name, sizeof hw->name, "%s", f->name);
+    hw->peak_flops_bf16 = f->tflops_bf16 * 1e12;
+    hw->peak_flops_fp32 = f->tflops_fp32 * 1e12;
+    hw->mem_bytes = f->mem_bytes;
+    hw->hbm_bw = f->hbm_gbs * GB;
+    hw->nvlink_bw = f->nvlink_gbs * GB;
+    hw->ib_bw = f->ib_gbs * GB;
+    hw->gpus_per_node = f->gpus_per_node;
+    hw->reserve_bytes = f->reserve_bytes;
     hw->gemm_eff = 0.80;
     hw->hbm_eff = 0.85;
     hw->nvlink_eff = 0.78;
@@ -102,51 +135,13 @@ static void default_efficiencies(tpar_plan_hw_t *hw) {
     hw->lat_inter_s = 9.6e-6;
 }
 
-static void preset_a100(tpar_plan_hw_t *hw) {
-    memset(hw, 0, sizeof *hw);
-    snprintf(hw->name, sizeof hw->name, "a100-80g");
-    /* NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB): BF16 tensor 312 TFLOP/s dense,
-     * FP32 19.5 TFLOP/s, 80 GB HBM2e at 2,039 GB/s, NVLink 600 GB/s (both directions). */
-    hw->peak_flops_bf16 = 312e12;
-    hw->peak_flops_fp32 = 19.5e12;
-    hw->mem_bytes = 80 * GiB;
-    hw->hbm_bw = 2039 * GB;
-    hw->nvlink_bw = 300 * GB;
-    /* DGX A100 (Narayanan et al. 2021, section 5): 8 GPUs per node, 8 Mellanox HDR
-     * 200 Gb/s InfiniBand HCAs, one per GPU: 25 GB/s per direction. */
-    hw->ib_bw = 25 * GB;
-    hw->gpus_per_node = 8;
-    hw->reserve_bytes = 1 * GB; /* CUDA context, cuBLAS/NCCL workspaces (approximate) */
-    default_efficiencies(hw);
-}
-
-static void preset_h100(tpar_plan_hw_t *hw) {
-    memset(hw, 0, sizeof *hw);
-    snprintf(hw->name, sizeof hw->name, "h100-80g");
-    /* NVIDIA H100 Tensor Core GPU datasheet (SXM5 80GB): BF16 tensor 989 TFLOP/s dense
-     * (1,979 with sparsity), FP32 67 TFLOP/s, 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s
-     * (both directions). DGX H100: 8 GPUs, 8 ConnectX-7 400 Gb/s NDR: 50 GB/s per GPU. */
-    hw->peak_flops_bf16 = 989e12;
-    hw->peak_flops_fp32 = 67e12;
-    hw->mem_bytes = 80 * GiB;
-    hw->hbm_bw = 3350 * GB;
-    hw->nvlink_bw = 450 * GB;
-    hw->ib_bw = 50 * GB;
-    hw->gpus_per_node = 8;
-    hw->reserve_bytes = 1 * GB;
-    /* The A100 efficiencies are assumed (override with --gemm-eff where measured). */
-    default_efficiencies(hw);
-}
-
 tpar_status tpar_plan_hw_parse(const char *spec, tpar_plan_hw_t *out, tpar_err_t *err) {
     if (!spec || !out) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--gpu: no hardware given");
-    if (!strcmp(spec, "a100-80g")) {
-        preset_a100(out);
-        return TPAR_OK;
-    }
-    if (!strcmp(spec, "h100-80g")) {
-        preset_h100(out);
-        return TPAR_OK;
+    for (int i = 0; i < N_HW_PRESETS; i++) {
+        if (!strcmp(spec, hw_presets[i].name)) {
+            make_hw(&hw_presets[i], out);
+            return TPAR_OK;
+        }
     }
     if (!strchr(spec, ','))
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
@@ -170,15 +165,8 @@ tpar_status tpar_plan_hw_parse(const char *spec, tpar_plan_hw_t *out, tpar_err_t
     if (tpar_parse_int(f[5], 1, 1000000, &gpn) != TPAR_OK)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                             "--gpu: GPUS-PER-NODE must be an integer in [1, 1000000], got '%s'", f[5]);
-    memset(out, 0, sizeof *out);
-    snprintf(out->name, sizeof out->name, "custom");
-    out->peak_flops_bf16 = out->peak_flops_fp32 = v[0] * 1e12;
-    out->mem_bytes = v[1] * GB;
-    out->hbm_bw = v[2] * GB;
-    out->nvlink_bw = v[3] * GB;
-    out->ib_bw = v[4] * GB;
-    out->gpus_per_node = gpn;
-    out->reserve_bytes = 0; /* MEM is what the model may use */
-    default_efficiencies(out);
+    /* the peak is for the precision used; MEM is what the model may use (no reserve) */
+    hw_figures_t custom = {"custom", v[0], v[0], v[1] * GB, v[2], v[3], v[4], gpn, 0};
+    make_hw(&custom, out);
     return TPAR_OK;
 }

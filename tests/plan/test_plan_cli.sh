@@ -3,23 +3,7 @@
 # flag), text and JSON answers (JSON parsed by /usr/bin/python3's json module when present).
 # usage: test_plan_cli.sh PATH_TO_TPAR
 tpar=$1
-checks=0 failed=0
-
-# expect EXIT_CODE REGEX -- COMMAND...: exit code and combined output matching REGEX (grep -E).
-expect() {
-    want_rc=$1 pattern=$2
-    shift 3
-    out=$("$@" 2>&1)
-    rc=$?
-    checks=$((checks + 1))
-    if [ "$rc" -ne "$want_rc" ] || ! printf '%s\n' "$out" | grep -Eq -- "$pattern"; then
-        failed=$((failed + 1))
-        echo "FAIL: $*"
-        echo "  expected exit $want_rc and output matching /$pattern/"
-        echo "  got exit $rc and output:"
-        printf '%s\n' "$out" | sed 's/^/    /'
-    fi
-}
+. "$(dirname "$0")/../expect.sh"
 
 base="--gpus 64 --gpu a100-80g --global-batch 512"
 g3="--model gpt3-175b $base"
