@@ -285,10 +285,16 @@ tpar_status tpar_ckpt_verify(const char *ckpt_dir, int full, tpar_err_t *err) {
     const char *format = NULL;
     int version = 0;
     json_t *files = NULL;
-    if (json_unpack(root, "{s:s, s:i, s:o}", "format", &format, "version", &version, "files", &files) != 0 ||
+    json_int_t step = -1;
+    const char *base = strrchr(ckpt_dir, '/');
+    int64_t named = parse_step_name(base ? base + 1 : ckpt_dir);
+    if (json_unpack(root, "{s:s, s:i, s:I, s:o}", "format", &format, "version", &version, "step", &step, "files",
+                    &files) != 0 ||
         strcmp(format, MANIFEST_FORMAT) != 0 || version != MANIFEST_VERSION || !json_is_object(files))
         st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: not a version %d %s manifest", p, MANIFEST_VERSION,
                           MANIFEST_FORMAT);
+    else if (named >= 0 && named != step) /* a directory renamed by hand */
+        st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: the manifest is for step %lld", ckpt_dir, (long long)step);
     const char *name;
     json_t *v;
     json_object_foreach(files, name, v) {

@@ -218,6 +218,16 @@ static void test_checkpoints(void) {
     check_loadable(&found, 500);
     CHECK(exists(400));
 
+    /* A directory renamed by hand does not pass for another step. */
+    char p2[1200];
+    tpar_ckpt_path(p, sizeof p, dir, 500, 0);
+    tpar_ckpt_path(p2, sizeof p2, dir, 700, 0);
+    CHECK(rename(p, p2) == 0);
+    find(&found, 0, TPAR_OK);
+    CHECK_EQ_INT(400, found.step);
+    CHECK_STR_CONTAINS(found.warning, "step_00000700: the manifest is for step 500");
+    CHECK(rename(p2, p) == 0);
+
     /* All corrupt: an error that says why, not a silent fresh start. */
     tpar_ckpt_path(p, sizeof p, dir, 500, 0);
     snprintf(mf, sizeof mf, "%s/manifest.json", p);
