@@ -46,45 +46,37 @@ static tpar_st_writer_t *declare(int layers) {
     return w;
 }
 
-/* Saves as tp ranks (tp = 1: whole tensors); returns seconds. */
-static double save(const char *path, int layers, int tp, float *buf) {
+/* Saves (writing) or loads the model as tp ranks, one after the other (tp = 1: whole
+ * tensors); returns seconds. */
+static double run(const char *path, int layers, int tp, int writing, float *buf) {
     tpar_err_t err = {0};
     double t0 = tpar_now();
     char name[64];
     for (int r = 0; r < tp; r++) {
-        tpar_st_writer_t *w = declare(layers);
-        tpar_status st = r == 0 ? tpar_st_writer_create(w, path, &err) : tpar_st_writer_open(w, path, &err);
-        if (st != TPAR_OK) die("create/open", &err);
-        for (int l = 0; l < layers; l++)
-            for (int k = 0; k < 4; k++) {
-                tpar_slice_t s[3];
-                int nb = tp == 1 ? 1 : blocks(k, r, tp, s);
-                snprintf(name, sizeof name, "h.%d.%s", l, kinds[k]);
-                for (int b = 0; b < nb; b++)
-                    if (tpar_st_writer_write(w, name, tp == 1 ? NULL : &s[b], buf, &err) != TPAR_OK) die("write", &err);
-            }
-        if (tpar_st_writer_close(w, &err) != TPAR_OK) die("close", &err);
-        tpar_st_writer_free(w);
-    }
-    return tpar_now() - t0;
-}
-
-static double load(const char *path, int layers, int tp, float *buf) {
-    tpar_err_t err = {0};
-    double t0 = tpar_now();
-    char name[64];
-    for (int r = 0; r < tp; r++) {
+        tpar_st_writer_t *w = NULL;
         tpar_st_file_t *f = NULL;
-        if (tpar_st_open(path, &f, &err) != TPAR_OK) die("open", &err);
+        tpar_status st;
+        if (writing) {
+            w = declare(layers);
+            st = r == 0 ? tpar_st_writer_create(w, path, &err) : tpar_st_writer_open(w, path, &err);
+        } else {
+            st = tpar_st_open(path, &f, &err);
+        }
+        if (st != TPAR_OK) die("open", &err);
         for (int l = 0; l < layers; l++)
             for (int k = 0; k < 4; k++) {
                 tpar_slice_t s[3];
                 int nb = tp == 1 ? 1 : blocks(k, r, tp, s);
                 snprintf(name, sizeof name, "h.%d.%s", l, kinds[k]);
-                for (int b = 0; b < nb; b++)
-                    if (tpar_st_read(f, name, TPAR_ST_F32, tp == 1 ? NULL : &s[b], buf, &err) != TPAR_OK)
-                        die("read", &err);
+                for (int b = 0; b < nb; b++) {
+                    const tpar_slice_t *sl = tp == 1 ? NULL : &s[b];
+                    st = writing ? tpar_st_writer_write(w, name, sl, buf, &err)
+                                 : tpar_st_read(f, name, TPAR_ST_F32, sl, buf, &err);
+                    if (st != TPAR_OK) die(name, &err);
+                }
             }
+        if (writing && tpar_st_writer_close(w, &err) != TPAR_OK) die("close", &err);
+        tpar_st_writer_free(w);
         tpar_st_close(f);
     }
     return tpar_now() - t0;
@@ -114,13 +106,13 @@ int main(int argc, char **argv) {
     double mb = (double)tpar_st_writer_file_size(w) / 1e6;
     tpar_st_writer_free(w);
 
-    double t_whole = save(p1, layers, 1, buf), t_tp2 = save(path, layers, 2, buf);
+    double t_whole = run(p1, layers, 1, 1, buf), t_tp2 = run(path, layers, 2, 1, buf);
     double t0 = tpar_now();
     if (tpar_ckpt_commit(dir, 1, 1, &err) != TPAR_OK) die("commit", &err);
     double t_commit = tpar_now() - t0;
     tpar_ckpt_path(tmp, sizeof tmp, dir, 1, 0);
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    double t_r1 = load(path, layers, 1, buf), t_r4 = load(path, layers, 4, buf);
+    double t_r1 = run(path, layers, 1, 0, buf), t_r4 = run(path, layers, 4, 0, buf);
     uint64_t size;
     uint32_t crc;
     t0 = tpar_now();

@@ -124,11 +124,12 @@ tpar_status tpar_st_writer_add(tpar_st_writer_t *w, const char *name, tpar_st_dt
 /* Adds a "__metadata__" string entry. */
 tpar_status tpar_st_writer_meta(tpar_st_writer_t *w, const char *key, const char *value,
                                 tpar_err_t *err);
-/* Total size the file will have (header included); valid after the declarations. */
+/* Total size the file will have (header included) with the declarations so far; 0 on error. */
 uint64_t tpar_st_writer_file_size(const tpar_st_writer_t *w);
 tpar_status tpar_st_writer_create(tpar_st_writer_t *w, const char *path, tpar_err_t *err);
 tpar_status tpar_st_writer_open(tpar_st_writer_t *w, const char *path, tpar_err_t *err);
-/* Writes dst-layout block `src` (dense, as tpar_st_read returns it) into the slice. */
+/* Writes `src`, the slice as a dense block (the layout tpar_st_read returns), into the file.
+ * TPAR_ERR_SHAPE for a slice outside the tensor, TPAR_ERR_INVALID_ARG for an undeclared name. */
 tpar_status tpar_st_writer_write(tpar_st_writer_t *w, const char *name, const tpar_slice_t *slice,
                                  const void *src, tpar_err_t *err);
 /* fsyncs and closes the file (the writer may then be freed or reopened). */
@@ -157,7 +158,8 @@ tpar_status tpar_ckpt_begin(const char *dir, int64_t step, char *tmp_dir, size_t
 /* Finishes the save begun by tpar_ckpt_begin: fsyncs every file of the temporary directory,
  * reads each back once for its size and crc32, writes manifest.json, fsyncs, renames the
  * directory to DIR/step_N (replacing an older one of the same step), updates DIR/latest, then
- * (keep > 0) removes complete checkpoints older than the newest `keep`. */
+ * (keep > 0) removes checkpoints up to step N other than the newest `keep` valid ones. An error
+ * after the rename (pointer, rotation) leaves the new checkpoint committed and loadable. */
 tpar_status tpar_ckpt_commit(const char *dir, int64_t step, int keep, tpar_err_t *err);
 
 /* Checks a checkpoint directory against its manifest: every file present with its size, and

@@ -556,9 +556,12 @@ static tpar_status build_header(tpar_st_writer_t *w, tpar_err_t *err) {
 }
 
 uint64_t tpar_st_writer_file_size(const tpar_st_writer_t *w) {
-    tpar_st_writer_t *mw = (tpar_st_writer_t *)w; /* building the header is idempotent */
-    if (!w || build_header(mw, NULL) != TPAR_OK) return 0;
-    return w->hdr_len + w->data_size;
+    if (!w) return 0;
+    if (w->hdr) return w->hdr_len + w->data_size;
+    tpar_st_writer_t probe = *w; /* builds a header without fixing the declarations */
+    if (build_header(&probe, NULL) != TPAR_OK) return 0;
+    free(probe.hdr);
+    return probe.hdr_len + w->data_size;
 }
 
 static tpar_status writer_set_path(tpar_st_writer_t *w, const char *path, tpar_err_t *err) {

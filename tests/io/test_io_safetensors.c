@@ -34,6 +34,9 @@ static void test_round_trip(void) {
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_st_writer_add(w, "a", TPAR_ST_F32, 2, sa, &err));
     CHECK_STR_CONTAINS(err.msg, "declared twice");
     CHECK_EQ_INT(TPAR_OK, tpar_st_writer_meta(w, "format", "pt", &err));
+    uint64_t early_size = tpar_st_writer_file_size(w); /* does not fix the declarations: */
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_add(w, "more", TPAR_ST_U8, 1, sb, &err));
+    CHECK(tpar_st_writer_file_size(w) > early_size);
     CHECK_EQ_INT(TPAR_OK, tpar_st_writer_create(w, p, &err));
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_st_writer_add(w, "late", TPAR_ST_F32, 1, sb, &err));
     CHECK_EQ_INT(TPAR_OK, tpar_st_writer_write(w, "a", NULL, a, &err));
@@ -41,6 +44,7 @@ static void test_round_trip(void) {
     CHECK_EQ_INT(TPAR_OK, tpar_st_writer_write(w, "c", NULL, c, &err));
     CHECK_EQ_INT(TPAR_OK, tpar_st_writer_write(w, "scalar", NULL, &s, &err));
     CHECK_EQ_INT(TPAR_OK, tpar_st_writer_write(w, "empty", NULL, a, &err));
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_write(w, "more", NULL, "\1\2\3\4", &err));
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_st_writer_write(w, "nope", NULL, a, &err));
     CHECK_EQ_INT(TPAR_OK, tpar_st_writer_close(w, &err));
     uint64_t expect_size = tpar_st_writer_file_size(w);
@@ -55,7 +59,7 @@ static void test_round_trip(void) {
     size_t fsize;
     free(io_test_read(p, &fsize));
     CHECK_EQ_INT(expect_size, fsize);
-    CHECK_EQ_INT(5, tpar_st_count(f));
+    CHECK_EQ_INT(6, tpar_st_count(f));
     CHECK(tpar_st_metadata(f, "format") && strcmp(tpar_st_metadata(f, "format"), "pt") == 0);
     CHECK(tpar_st_metadata(f, "missing") == NULL);
     const tpar_st_tensor_t *t = tpar_st_find(f, "a");
