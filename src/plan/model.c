@@ -88,19 +88,26 @@ static double gemm_s(const tpar_plan_hw_t *hw, double peak, double e, double bat
     return fmax(flops / (peak * hw->gemm_eff), bytes / (hw->hbm_bw * hw->hbm_eff));
 }
 
-/* How a group of n ranks with rank stride `stride` lies on nodes of G GPUs. */
+/* How the slowest group of n ranks with rank stride `stride` lies on nodes of G GPUs:
+ * how many nodes it spans and how many of its members the least populated node holds. */
 typedef struct {
     double n, nodes, per_node;
 } group_t;
 
 static group_t group_of(long long n, long long stride, long long G) {
-    group_t g;
-    long long k = stride >= G ? 1 : G / stride;
-    if (k > n) k = n;
-    if (k < 1) k = 1;
-    g.n = (double)n;
-    g.per_node = (double)k;
-    g.nodes = (double)((n + k - 1) / k);
+    group_t g = {(double)n, (double)n, 1}; /* stride >= G: one member a node */
+    if (stride < G) {
+        long long k = G / stride; /* members a node when groups line up with nodes */
+        if (k > n) k = n;
+        g.per_node = (double)k;
+        g.nodes = (double)((n + k - 1) / k);
+        /* Groups that do not line up with node boundaries (e.g. tp 3 on 8-GPU nodes): some
+         * straddle two nodes, one of which may hold a single member. */
+        if (G % stride || ((G / stride) % n && n % (G / stride))) {
+            g.per_node = 1;
+            g.nodes += g.nodes < (double)n ? 1 : 0;
+        }
+    }
     return g;
 }
 
@@ -288,6 +295,10 @@ static tpar_status check_layout(const tpar_plan_model_t *m, const tpar_plan_layo
     if (m->layers % L->pp)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                             "--pp %lld does not divide the model's %lld layers", L->pp, m->layers);
+    if (L->sp && m->seq % L->tp)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "--sp splits the sequence over --tp %lld ranks, which does not divide its length %lld",
+                            L->tp, m->seq);
     if (L->micro_batch > L->global_batch || L->global_batch % (L->dp * L->micro_batch))
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                             "--global-batch %lld is not divisible by --dp %lld x --micro-batch %lld",
@@ -328,7 +339,8 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
      * when consecutive stages are on different nodes. */
     double pp_mb = 0;
     if (L->pp > 1) {
-        int cross = L->tp * L->dp >= hw->gpus_per_node;
+        /* over IB when stages are a node or more apart, or do not line up with nodes */
+        int cross = L->tp * L->dp >= hw->gpus_per_node || hw->gpus_per_node % (L->tp * L->dp);
         double bw = cross ? hw->ib_bw * hw->ib_eff : hw->nvlink_bw * hw->nvlink_eff;
         double lat = hw->lat_base_s + (cross ? hw->lat_inter_s : hw->lat_intra_s);
         double bytes = (double)m->seq * (double)L->micro_batch * (double)m->hidden * c.e / (double)L->tp;
@@ -454,6 +466,10 @@ tpar_status tpar_plan_search(const tpar_plan_model_t *m, const tpar_plan_hw_t *h
     if (con->tp && m->heads % con->tp)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                             "--tp %lld does not divide the model's %lld attention heads", con->tp, m->heads);
+    if (con->tp && con->sp && m->seq % con->tp)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "--sp splits the sequence over --tp %lld ranks, which does not divide its length %lld",
+                            con->tp, m->seq);
     if (con->pp && m->layers % con->pp)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--pp %lld does not divide the model's %lld layers",
                             con->pp, m->layers);
