@@ -351,6 +351,14 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
     stage_mem_t ml = L->pp > 1 ? stage_memory(&c, 0, 1, mb) : mf;
     stage_mem_t *mm = mf.total >= ml.total ? &mf : &ml;
     res->params_per_gpu = fmax(mf.params, ml.params);
+    res->mem_weights = mm->weights;
+    res->mem_grads = mm->grads;
+    res->mem_optimizer = mm->optimizer;
+    res->mem_activations = mm->activations;
+    res->mem_comm = mm->comm;
+    res->mem_total = mm->total;
+    res->mem_usable = hw->mem_bytes - hw->reserve_bytes;
+    res->fits = res->mem_total <= res->mem_usable;
 
     /* Gradient accumulation: every micro-batch's weight gradients are added into the step's
      * gradient buffer (read both, write one: 3 accesses of e bytes a parameter). */
@@ -363,15 +371,6 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
     res->t_tp_comm = mb * sc.tp;
     res->t_pp_comm = mb * pp_mb;
     res->t_bubble = (p - 1) * t_mb; /* 1F1B: bubble fraction (p - 1)/m of the ideal time */
-
-    res->mem_weights = mm->weights;
-    res->mem_grads = mm->grads;
-    res->mem_optimizer = mm->optimizer;
-    res->mem_activations = mm->activations;
-    res->mem_comm = mm->comm;
-    res->mem_total = mm->total;
-    res->mem_usable = hw->mem_bytes - hw->reserve_bytes;
-    res->fits = res->mem_total <= res->mem_usable;
 
     /* Data parallelism: gradients of this GPU's parameters, over the dp ranks (stride t). */
     group_t dpg = group_of(L->dp, L->tp, hw->gpus_per_node);
@@ -398,8 +397,8 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
         res->t_dp_exposed = mb * (fmax(0, half - hide_f) + fmax(0, 2 * half - hide_b));
         break;
     }
-    /* AdamW: read master weight, m, v, gradient; write master, m, v and the bf16 copy
-     * (2 + 3*4 + 4*3 + 2 bytes, or 4*4 + 4*3 in fp32): 28 bytes a parameter at HBM speed. */
+    /* AdamW: read the gradient and the fp32 master weight, m, v; write master, m, v and the
+     * bf16 copy (2 + 12 + 12 + 2 bytes; fp32: 16 read + 12 written): 28 bytes a parameter. */
     res->t_optimizer = res->params_per_gpu / (L->zero >= 1 ? (double)L->dp : 1) * 28 / c.hbm;
 
     res->t_step = res->t_gemm + res->t_elementwise + res->t_tp_comm + res->t_pp_comm + res->t_bubble +
