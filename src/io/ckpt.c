@@ -181,6 +181,7 @@ static tpar_status write_manifest(const char *tmp, int64_t step, tpar_err_t *err
     char **names;
     size_t n;
     tpar_status st = list_files(tmp, &names, &n, err);
+    if (st == TPAR_OK && n == 0) st = tpar_err_set(err, TPAR_ERR_INVALID_ARG, "%s: nothing to commit (no files)", tmp);
     json_t *root = json_pack("{s:s, s:i, s:I, s:{}}", "format", MANIFEST_FORMAT, "version", MANIFEST_VERSION,
                              "step", (json_int_t)step, "files");
     json_t *files = json_object_get(root, "files");

@@ -130,6 +130,13 @@ static void test_checkpoints(void) {
     find(&found, 1, TPAR_OK);
     CHECK_EQ_INT(0, found.found);
 
+    /* Committing an empty save (every writer failed) is refused; no checkpoint appears. */
+    char tmp[1200];
+    CHECK_EQ_INT(TPAR_OK, tpar_ckpt_begin(dir, 50, tmp, sizeof tmp, &err));
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_ckpt_commit(dir, 50, 0, &err));
+    CHECK_STR_CONTAINS(err.msg, "nothing to commit");
+    CHECK(!exists(50));
+
     CHECK_EQ_INT(TPAR_OK, save(100, 0));
     find(&found, 1, TPAR_OK);
     CHECK_EQ_INT(1, found.found);
