@@ -19,7 +19,7 @@
 #define MANIFEST_VERSION 1
 
 tpar_status tpar_ckpt_path(char *buf, size_t cap, const char *dir, int64_t step, int tmp) {
-    if (!buf || !dir || step < 0) return TPAR_ERR_INVALID_ARG;
+    if (!buf || !dir || !*dir || step < 0) return TPAR_ERR_INVALID_ARG;
     int n = snprintf(buf, cap, "%s/step_%08lld%s", dir, (long long)step, tmp ? ".tmp" : "");
     return (n < 0 || (size_t)n >= cap) ? TPAR_ERR_INVALID_ARG : TPAR_OK;
 }
@@ -261,7 +261,7 @@ static tpar_status write_manifest(const char *tmp, int64_t step, tpar_err_t *err
     return st;
 }
 
-/* Complete checkpoints (step_N directories) in DIR, newest first. */
+/* The steps of the step_N directories in DIR, newest first (none if DIR is missing). */
 static tpar_status list_steps(const char *dir, int64_t **steps, size_t *count, tpar_err_t *err);
 
 /* Keeps the newest `keep` valid checkpoints up to `step`; removes older and invalid ones there.
