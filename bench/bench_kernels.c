@@ -11,7 +11,8 @@
  *      of the block time that is not GEMM;
  *   2. our matmul against a raw cblas_sgemm on the same shapes, side by side (GFLOP/s
  *      and the ratio), forward and both backward GEMMs;
- *   3. kernels outside the block: embedding, fused softmax + cross-entropy, AdamW.
+ *   3. fused kernels against the same work done unfused, side by side;
+ *   4. kernels outside the block: embedding, fused softmax + cross-entropy, AdamW.
  * Times are the minimum over the repetitions (the machine is shared and noisy; the
  * minimum is the least disturbed run). Nothing here asserts on time. */
 #include <cblas.h>
@@ -272,6 +273,75 @@ static void bench_gemm(int N, int reps) {
     }
 }
 
+/* ---- fused vs unfused -------------------------------------------------------------------- */
+
+typedef struct {
+    int which, N, W;
+    float *x, *bias, *res, *out, *dout, *dx, *db, *dres;
+} fuse_arg_t;
+
+static void add_bias(float *out, const float *x, const float *bias, int N, int W) { /* unfused stand-in */
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < W; j++) out[(size_t)i * W + j] = x[(size_t)i * W + j] + bias[j];
+}
+static void sum_rows(float *db, const float *d, int N, int W) { /* unfused stand-in: the dbias pass */
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < W; j++) db[j] += d[(size_t)i * W + j];
+}
+
+static void fuse_run(void *p) {
+    fuse_arg_t *a = p;
+    const size_t n = (size_t)a->N * a->W;
+    switch (a->which) {
+    case 0: tpar_bias_gelu_forward(a->out, a->x, a->bias, a->N, a->W); break;
+    case 1: add_bias(a->out, a->x, a->bias, a->N, a->W), tpar_gelu_forward(a->out, a->out, n); break;
+    case 2: tpar_bias_gelu_backward(a->dx, a->db, a->x, a->bias, a->dout, a->N, a->W); break;
+    case 3: /* the unfused forward kept gelu's input (x + bias) in out */
+        tpar_gelu_backward(a->dx, a->out, a->dout, n), sum_rows(a->db, a->dx, a->N, a->W);
+        break;
+    case 4: tpar_bias_dropout_residual_forward(a->out, a->x, a->bias, a->res, a->N, a->W, 0.1f, 1, 0); break;
+    case 5:
+        add_bias(a->out, a->x, a->bias, a->N, a->W);
+        tpar_dropout_forward(a->out, a->out, n, 0.1f, 1, 0);
+        tpar_residual_forward(a->out, a->out, a->res, n);
+        break;
+    case 6: tpar_bias_dropout_residual_backward(a->dx, a->db, a->dres, a->dout, a->N, a->W, 0.1f, 1, 0); break;
+    case 7:
+        tpar_dropout_backward(a->dx, a->dout, n, 0.1f, 1, 0);
+        sum_rows(a->db, a->dx, a->N, a->W);
+        for (size_t i = 0; i < n; i++) a->dres[i] += a->dout[i];
+        break;
+    }
+}
+
+static void bench_fusion(int N, int reps) {
+    printf("\n  fused vs unfused (bias add / dbias as separate passes), ms\n");
+    printf("  %-26s %-12s %9s %9s %8s\n", "kernel", "shape", "fused", "unfused", "speedup");
+    const struct { const char *name; int W, which; } k[] = {{"bias+GELU fwd", FF, 0}, {"bias+GELU bwd", FF, 2},
+                                                           {"bias+dropout+residual fwd", C, 4},
+                                                           {"bias+dropout+residual bwd", C, 6}};
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++) {
+        const size_t n = (size_t)N * k[i].W;
+        fuse_arg_t a = {0, N, k[i].W, alloc_rand(n, 20), alloc_rand(k[i].W, 21), alloc_rand(n, 22),
+                        alloc_rand(n, 0), alloc_rand(n, 23), alloc_rand(n, 0), alloc_rand(k[i].W, 0),
+                        alloc_rand(n, 0)};
+        double t[2];
+        for (int u = 0; u < 2; u++) {
+            if (k[i].which % 4 == 2) { /* backward of the unfused path needs its forward's output */
+                a.which = u ? 1 : 0;
+                fuse_run(&a);
+            }
+            a.which = k[i].which + u;
+            t[u] = time_min(reps, fuse_run, &a);
+        }
+        char shape[32];
+        snprintf(shape, sizeof shape, "(%d, %d)", N, k[i].W);
+        printf("  %-26s %-12s %9.3f %9.3f %8.2f\n", k[i].name, shape, t[0] * 1e3, t[1] * 1e3, t[1] / t[0]);
+        float *f[] = {a.x, a.bias, a.res, a.out, a.dout, a.dx, a.db, a.dres};
+        for (int j = 0; j < 8; j++) tpar_free(f[j]);
+    }
+}
+
 /* ---- outside the block --------------------------------------------------------------------- */
 
 static void bench_other(int B, int T, int reps) {
@@ -395,6 +465,7 @@ int main(int argc, char **argv) {
                100 * (cat[CAT_OTHER] + cat[CAT_ATTN]) / sum);
         block_free(&b);
         bench_gemm(B * T, reps);
+        bench_fusion(B * T, reps);
         bench_other(B, T, reps);
     }
     return 0;

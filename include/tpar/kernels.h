@@ -196,7 +196,7 @@ tpar_status tpar_check_attention(int B, int T, int C, int NH, tpar_err_t *err);
 /* out[b,t] = wte[tokens[b,t] - v0] (when v0 <= token < v0 + Vl, else zeros) + wpe[t].
  * The vocabulary range lets a vocab-parallel embedding use this as is (Vl = V, v0 = 0
  * on one rank); wpe may be NULL (add positions once, after the reduction). Every token
- * must be in [0, V): else TPAR_ERR_INVALID_ARG naming the position, and out is undefined. */
+ * must be in [0, V): else TPAR_ERR_INVALID_ARG naming the position, and nothing is written. */
 tpar_status tpar_embedding_forward(float *out,         // (B, T, C)
                                    const int *tokens,  // (B, T)
                                    const float *wte,   // (Vl, C) rows v0 .. v0+Vl-1
