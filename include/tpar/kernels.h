@@ -6,8 +6,8 @@
  *
  * Conventions (read once, they hold for every function below):
  * - Backward kernels ACCUMULATE into every gradient they write (`+=`, like llm.c), so
- *   the caller zeroes gradient buffers once per step. A gradient pointer documented as
- *   "may be NULL" is skipped. The one exception is tpar_xent_forward_backward, which
+ *   the caller zeroes gradient buffers once per step. A gradient pointer documented
+ *   "or NULL" is skipped when NULL. The one exception is tpar_xent_forward_backward, which
  *   starts the backward pass and writes (`=`) dlogits, possibly over the logits.
  * - Hot kernels return void: they cannot fail once their preconditions hold. The
  *   preconditions are: every int size >= 1, every product of sizes that indexes a
