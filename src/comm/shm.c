@@ -107,7 +107,8 @@ struct shm_comm {
     size_t chunk;
     size_t oneshot_max;
     uint64_t step;
-    int spin, yields;    /* back-off: busy polls, then sched_yield()s, then futex sleeps */
+    int spin;            /* back-off: this many busy polls, */
+    double yield_s;      /* then sched_yield() for this long, then futex sleeps */
     const coll_t *cur;   /* the call in progress (for messages) */
     int n;               /* ranks */
 };
@@ -293,10 +294,10 @@ static tpar_status shm_wait(tpar_comm_t *c, ready_fn ready, const void *arg) {
         if ((q = ready(s, arg)) < 0) return TPAR_OK;
     }
     double t0 = tpar_now(), next_pid = t0 + 0.02;
-    int yields = 0;
     for (;;) {
         double now = tpar_now();
-        if (now >= next_pid || yields >= s->yields) {
+        int yielding = now - t0 < s->yield_s;
+        if (now >= next_pid || !yielding) {
             int check_pid = now >= next_pid;
             if (check_pid) next_pid = now + 0.05;
             if (peer_gone(c, q, check_pid)) {
@@ -317,8 +318,7 @@ static tpar_status shm_wait(tpar_comm_t *c, ready_fn ready, const void *arg) {
                                  what, c->size, c->timeout_s, q, c->world_ranks[q], (int)s->ctrl[q].pid);
             }
         }
-        if (yields < s->yields) {
-            yields++;
+        if (yielding) {
             sched_yield();
         } else {
             uint32_t v = atomic_load(&s->hdr->futex);
@@ -382,15 +382,12 @@ static tpar_status step(tpar_comm_t *c, const coll_t *first) {
 static void set_backoff(shm_comm_t *s, int nranks_here) {
     /* With a core per rank, spinning is the fastest wait; oversubscribed, a spinning rank
      * steals the core from the one it waits for, so give it away almost at once. */
-    int cores = tpar_num_cores();
-    long long local = nranks_here;
-    tpar_env_int("TPAR_LOCAL_SIZE", nranks_here, 1, MAX_SHM_RANKS, &local, NULL);
-    if (local <= cores) {
-        s->spin = 1 << 16;
-        s->yields = 64;
+    if (comm_local_ranks(nranks_here) <= tpar_num_cores()) {
+        s->spin = 4096; /* some tens of microseconds */
+        s->yield_s = 1e-3;
     } else {
         s->spin = 16;
-        s->yields = 4;
+        s->yield_s = 20e-6;
     }
     long long v = DEFAULT_ONESHOT_MAX;
     tpar_env_int("TPAR_SHM_ONESHOT_MAX", DEFAULT_ONESHOT_MAX, 0, 1ll << 40, &v, NULL);
