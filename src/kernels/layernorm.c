@@ -1,0 +1,63 @@
+/* LayerNorm over the last dimension, saving mean and 1/std for backward (llm.c's form). */
+#include <math.h>
+
+#include "tpar/kernels.h"
+
+void tpar_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                            const float *bias, int N, int C) {
+    const float eps = 1e-5f;
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        float *o = out + (size_t)i * C;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < C; j++) sum += x[j];
+        float m = sum / (float)C;
+        /* two passes: the variance of (x - m), not E[x^2] - m^2, which cancels badly */
+        float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+        for (int j = 0; j < C; j++) {
+            float d = x[j] - m;
+            var += d * d;
+        }
+        float s = 1.0f / sqrtf(var / (float)C + eps);
+#pragma omp simd
+        for (int j = 0; j < C; j++) o[j] = (x[j] - m) * s * weight[j] + bias[j];
+        mean[i] = m;
+        rstd[i] = s;
+    }
+}
+
+void tpar_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                             const float *weight, const float *mean, const float *rstd, int N, int C) {
+    for (int i = 0; i < N; i++) {
+        const float *dy = dout + (size_t)i * C;
+        const float *x = inp + (size_t)i * C;
+        float *dx = dinp + (size_t)i * C;
+        const float m = mean[i], s = rstd[i];
+        /* the two row reductions of the input gradient */
+        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
+        for (int j = 0; j < C; j++) {
+            float xhat = (x[j] - m) * s;
+            float dnorm = weight[j] * dy[j];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * xhat;
+        }
+        dnorm_mean /= (float)C;
+        dnorm_norm_mean /= (float)C;
+        if (dbias) {
+#pragma omp simd
+            for (int j = 0; j < C; j++) dbias[j] += dy[j];
+        }
+        if (dweight) {
+#pragma omp simd
+            for (int j = 0; j < C; j++) dweight[j] += (x[j] - m) * s * dy[j];
+        }
+#pragma omp simd
+        for (int j = 0; j < C; j++) {
+            float xhat = (x[j] - m) * s;
+            dx[j] += (weight[j] * dy[j] - dnorm_mean - xhat * dnorm_norm_mean) * s;
+        }
+    }
+}

@@ -1,0 +1,83 @@
+/* GEMM through OpenBLAS, the thread pin, the transpose, and the shared size check. */
+#include <cblas.h>
+#include <limits.h>
+#include <stdarg.h>
+
+#include "tpar/kernels.h"
+
+tpar_status tpar_check_dims(tpar_err_t *err, const char *what, int ndims, ...) {
+    va_list ap;
+    va_start(ap, ndims);
+    size_t bytes = sizeof(float);
+    tpar_status st = TPAR_OK;
+    for (int i = 0; i < ndims; i++) {
+        int d = va_arg(ap, int);
+        if (d < 1) {
+            st = tpar_err_set(err, TPAR_ERR_INVALID_ARG, "%s: size #%d is %d; every size must be >= 1",
+                              what ? what : "kernel", i + 1, d);
+            break;
+        }
+        if (tpar_mul_size(bytes, (size_t)d, &bytes) != 0) {
+            st = tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                              "%s: sizes overflow size_t at size #%d (%d); the tensor cannot exist",
+                              what ? what : "kernel", i + 1, d);
+            break;
+        }
+    }
+    va_end(ap);
+    return st;
+}
+
+tpar_status tpar_blas_set_threads(int n, tpar_err_t *err) {
+    if (n < 1)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "blas threads: %d requested, need >= 1", n);
+    openblas_set_num_threads(n);
+    return TPAR_OK;
+}
+
+int tpar_blas_get_threads(void) { return openblas_get_num_threads(); }
+
+void tpar_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                         int C, int OC) {
+    float beta = 0.0f;
+    if (bias) {
+        /* Seed out with the bias and let sgemm accumulate: one pass, no second sweep. */
+        for (int i = 0; i < N; i++) {
+            float *o = out + (size_t)i * OC;
+            for (int j = 0; j < OC; j++) o[j] = bias[j];
+        }
+        beta = 1.0f;
+    }
+    // out (N, OC) = inp (N, C) @ weight^T (C, OC)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+}
+
+void tpar_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                          const float *weight, int N, int C, int OC) {
+    if (dinp) // dinp (N, C) += dout (N, OC) @ weight (OC, C)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f,
+                    dinp, C);
+    if (dweight) // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight,
+                    C);
+    if (dbias) {
+        for (int i = 0; i < N; i++) {
+            const float *d = dout + (size_t)i * OC;
+#pragma omp simd
+            for (int j = 0; j < OC; j++) dbias[j] += d[j];
+        }
+    }
+}
+
+void tpar_transpose(float *out, const float *inp, int R, int C) {
+    /* 32x32 tiles keep both the reads and the writes within a few cache lines. */
+    enum { TILE = 32 };
+    for (int r0 = 0; r0 < R; r0 += TILE) {
+        int r1 = r0 + TILE < R ? r0 + TILE : R;
+        for (int c0 = 0; c0 < C; c0 += TILE) {
+            int c1 = c0 + TILE < C ? c0 + TILE : C;
+            for (int r = r0; r < r1; r++)
+                for (int c = c0; c < c1; c++) out[(size_t)c * R + r] = inp[(size_t)r * C + c];
+        }
+    }
+}
