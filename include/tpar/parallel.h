@@ -336,5 +336,8 @@ tpar_status tpar_block_forward(tpar_block_t *b, float *out, const float *x, int 
 /* dx = d loss / d x given dout; parameter gradients accumulate. */
 tpar_status tpar_block_backward(tpar_block_t *b, float *dx, const float *dout, const float *x, int B, int T,
                                 uint64_t offset, tpar_err_t *err);
+/* Debug check (collective): every replicated parameter (layernorms, row-parallel biases)
+ * is bit-identical across the TP group; TPAR_ERR_MISMATCH names the first that is not. */
+tpar_status tpar_block_check_replicated(const tpar_block_t *b, tpar_err_t *err);
 
 #endif /* TPAR_PARALLEL_H */

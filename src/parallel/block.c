@@ -59,7 +59,8 @@ tpar_status tpar_block_init(tpar_block_t *b, const tpar_tp_t *tp, int C, int NH,
     tpar_param_info_t info[TPAR_BLOCK_NPARAMS];
     tpar_block_param_info(C, H, info);
     for (int i = 0; i < TPAR_BLOCK_NPARAMS; i++)
-        b->local_numel[i] = (size_t)info[i].rows * info[i].cols / (info[i].kind == TPAR_SHARD_REPLICATED ? 1 : tp->size);
+        b->local_numel[i] =
+            (size_t)info[i].rows * info[i].cols / (info[i].kind == TPAR_SHARD_REPLICATED ? 1 : tp->size);
     // activations of the residual stream: R rows (N/tp under SP)
     size_t R = (size_t)tpar_par_rows(tp, resid.layout, N), RC = R * C;
     if ((st = tpar_par_alloc(&b->acts, 8 * RC + 4 * R + 6 * (size_t)C, "block activations", err))) goto fail;
@@ -184,6 +185,17 @@ tpar_status tpar_block_backward(tpar_block_t *b, float *dx, const float *dout, c
             float *dst = b->grads[sp_params[i]], *src = b->sp_grads + (size_t)i * C;
             for (int j = 0; j < C; j++) dst[j] += src[j];
         }
+    }
+    return TPAR_OK;
+}
+
+tpar_status tpar_block_check_replicated(const tpar_block_t *b, tpar_err_t *err) {
+    tpar_param_info_t info[TPAR_BLOCK_NPARAMS];
+    tpar_block_param_info(b->C, b->H, info);
+    for (int i = 0; i < TPAR_BLOCK_NPARAMS; i++) {
+        if (info[i].kind != TPAR_SHARD_REPLICATED) continue;
+        tpar_status st = tpar_check_replicated(b->tp, info[i].name, b->params[i], b->local_numel[i], err);
+        if (st) return st;
     }
     return TPAR_OK;
 }

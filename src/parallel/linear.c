@@ -67,6 +67,7 @@ tpar_status tpar_col_linear_forward(tpar_col_linear_t *l, float *y, const float 
     const tpar_tp_t *tp = l->tp;
     tpar_status st = tpar_par_check_tokens(tp, "column-parallel linear forward", N, l->max_tokens, err);
     if (st) return st;
+    if (!l->w) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "column-parallel linear forward: weight w not set");
     col_ws_t w = col_ws(l, NULL);
     const float *xin = x; // (N, C)
     if (tp->sp && tp->size > 1) {
@@ -85,6 +86,8 @@ tpar_status tpar_col_linear_backward(tpar_col_linear_t *l, float *dx, const floa
     const tpar_tp_t *tp = l->tp;
     tpar_status st = tpar_par_check_tokens(tp, "column-parallel linear backward", N, l->max_tokens, err);
     if (st) return st;
+    if (!l->w || !l->dw)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "column-parallel linear backward: w or dw not set");
     col_ws_t w = col_ws(l, NULL);
     int sp = tp->sp && tp->size > 1;
     const float *dyl = dy; // (N, OC/tp)
@@ -175,6 +178,7 @@ tpar_status tpar_row_linear_forward(tpar_row_linear_t *l, float *y, const float 
     const tpar_tp_t *tp = l->tp;
     tpar_status st = tpar_par_check_tokens(tp, "row-parallel linear forward", N, l->max_tokens, err);
     if (st) return st;
+    if (!l->w) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "row-parallel linear forward: weight w not set");
     row_ws_t w = row_ws(l, NULL);
     const float *xl = x; // (N, C/tp)
     if (!(l->flags & TPAR_LINEAR_INPUT_IS_PARALLEL)) {
@@ -196,6 +200,8 @@ tpar_status tpar_row_linear_backward(tpar_row_linear_t *l, float *dx, const floa
     const tpar_tp_t *tp = l->tp;
     tpar_status st = tpar_par_check_tokens(tp, "row-parallel linear backward", N, l->max_tokens, err);
     if (st) return st;
+    if (!l->w || !l->dw)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "row-parallel linear backward: w or dw not set");
     row_ws_t w = row_ws(l, NULL);
     const float *dyg = dy; // (N, OC)
     if (tp->sp && tp->size > 1) {

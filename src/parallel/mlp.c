@@ -41,6 +41,7 @@ void tpar_tp_mlp_free(tpar_tp_mlp_t *m) {
 }
 
 tpar_status tpar_tp_mlp_forward(tpar_tp_mlp_t *m, float *y, const float *x, int N, tpar_err_t *err) {
+    if (!m->fc.b) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "MLP forward: fc bias not set (GELU takes it fused)");
     tpar_status st = tpar_col_linear_forward(&m->fc, m->pre, x, N, err); // (N, H/tp) without bias
     if (st) return st;
     tpar_bias_gelu_forward(m->act, m->pre, m->fc.b, N, m->Hl);             // (N, H/tp)
@@ -48,6 +49,8 @@ tpar_status tpar_tp_mlp_forward(tpar_tp_mlp_t *m, float *y, const float *x, int 
 }
 
 tpar_status tpar_tp_mlp_backward(tpar_tp_mlp_t *m, float *dx, const float *dy, const float *x, int N, tpar_err_t *err) {
+    if (!m->fc.b || !m->fc.db)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "MLP backward: fc bias or its gradient not set");
     tpar_status st = tpar_row_linear_backward(&m->proj, m->dact, dy, m->act, N, err); // (N, H/tp)
     if (st) return st;
     float *dpre = m->act; // the GELU output is dead now: its buffer takes d(pre)
