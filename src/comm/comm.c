@@ -93,6 +93,10 @@ tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpa
 #endif
     int tpar_job = getenv("TPAR_RANK") != NULL;
     if (rc.backend == TPAR_BACKEND_AUTO) rc.backend = (mpi_job && !tpar_job) ? TPAR_BACKEND_HIER : TPAR_BACKEND_SHM;
+    if ((rc.backend == TPAR_BACKEND_MPI || rc.backend == TPAR_BACKEND_HIER) && tpar_job && !mpi_job)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "backend '%s' needs ranks started by mpirun/srun, not `tpar launch` (use shm there)",
+                            tpar_backend_name(rc.backend));
 
     long long rank = 0, size = 1;
     if (tpar_job || rc.backend == TPAR_BACKEND_SHM) {
