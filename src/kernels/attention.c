@@ -14,7 +14,7 @@
 #include "kmath.h"
 #include "tpar/kernels.h"
 
-enum { QB = 64 }; /* query rows per block: (QB, T) scores stay in L2 for T up to ~2k */
+enum { QB = TPAR_ATTENTION_BLOCK }; /* (QB, T) scores stay in L2 for T up to ~2k */
 
 size_t tpar_attention_scratch_floats(int T) {
     /* scores/probabilities (QB, T), their gradient (QB, T), and D (QB) */
@@ -53,19 +53,9 @@ void tpar_attention_forward(float *out, float *lse, const float *qkv, float *scr
                 for (int r = 0; r < nq; r++) {
                     float *s = S + (size_t)r * kend;
                     const int n = row_len(i0, r);
-                    float mx = s[0];
-#pragma omp simd reduction(max : mx)
-                    for (int j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
-                    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                    for (int j = 0; j < n; j++) {
-                        float e = kexp(s[j] - mx);
-                        s[j] = e;
-                        sum += e;
-                    }
-                    const float inv = 1.0f / sum;
-#pragma omp simd
-                    for (int j = 0; j < n; j++) s[j] *= inv;
+                    const float mx = kmax_row(s, n);
+                    const float sum = kexp_row(s, s, n, mx);
+                    kscale_row(s, n, 1.0f / sum);
                     for (int j = n; j < kend; j++) s[j] = 0.0f; // the future is masked
                     l[i0 + r] = mx + logf(sum);
                 }

@@ -38,4 +38,29 @@ static inline float kexp(float x) {
     return y * scale;
 }
 
+/* The row pieces of every softmax here (softmax, attention, cross-entropy). */
+static inline float kmax_row(const float *x, int n) { /* n >= 1 */
+    float mx = x[0];
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    return mx;
+}
+
+/* out[j] = exp(x[j] - mx); returns the sum. out may alias x. */
+static inline float kexp_row(float *out, const float *x, int n, float mx) {
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++) {
+        float e = kexp(x[j] - mx);
+        out[j] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+static inline void kscale_row(float *x, int n, float f) {
+#pragma omp simd
+    for (int j = 0; j < n; j++) x[j] *= f;
+}
+
 #endif /* TPAR_KERNELS_KMATH_H */

@@ -6,19 +6,8 @@ void tpar_softmax_forward(float *out, const float *inp, int N, int C) {
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
         float *o = out + (size_t)i * C;
-        float mx = x[0];
-#pragma omp simd reduction(max : mx)
-        for (int j = 0; j < C; j++) mx = x[j] > mx ? x[j] : mx;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < C; j++) {
-            float e = kexp(x[j] - mx);
-            o[j] = e;
-            sum += e;
-        }
-        const float inv = 1.0f / sum;
-#pragma omp simd
-        for (int j = 0; j < C; j++) o[j] *= inv;
+        const float mx = kmax_row(x, C);
+        kscale_row(o, C, 1.0f / kexp_row(o, x, C, mx));
     }
 }
 

@@ -27,13 +27,6 @@ static tpar_status xent_check(const int *targets, int N, int V, int Vp, int igno
     return TPAR_OK;
 }
 
-static inline float row_max(const float *x, int V) {
-    float mx = x[0];
-#pragma omp simd reduction(max : mx)
-    for (int j = 0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
-    return mx;
-}
-
 tpar_status tpar_xent_forward(float *loss, float *losses, int *n_valid, const float *logits, const int *targets,
                               int N, int V, int Vp, int ignore_index, tpar_err_t *err) {
     int n = 0;
@@ -44,7 +37,7 @@ tpar_status tpar_xent_forward(float *loss, float *losses, int *n_valid, const fl
         const float *x = logits + (size_t)i * Vp;
         float l = 0.0f;
         if (targets[i] != ignore_index) {
-            const float mx = row_max(x, V);
+            const float mx = kmax_row(x, V);
             float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
             for (int j = 0; j < V; j++) sum += kexp(x[j] - mx);
@@ -74,19 +67,11 @@ tpar_status tpar_xent_forward_backward(float *loss, float *dlogits, const float 
             for (int j = 0; j < Vp; j++) dx[j] = 0.0f;
             continue;
         }
-        const float mx = row_max(x, V);
+        const float mx = kmax_row(x, V);
         const float xt = x[t];
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < V; j++) {
-            float e = kexp(x[j] - mx);
-            dx[j] = e;
-            sum += e;
-        }
+        const float sum = kexp_row(dx, x, V, mx);
         total += logf(sum) + mx - xt;
-        const float f = scale / sum;
-#pragma omp simd
-        for (int j = 0; j < V; j++) dx[j] *= f;
+        kscale_row(dx, V, scale / sum);
         dx[t] -= scale;
         for (int j = V; j < Vp; j++) dx[j] = 0.0f; // padding columns are not classes
     }
