@@ -19,7 +19,7 @@
  * - Layers never own parameters: the caller points w, b, dw, db at its flat buffers
  *   (so a tied weight is just the same pointer in two layers). Layers that hold
  *   intermediate activations (MLP, attention, block) allocate them at init for at most
- *   max_tokens tokens; their backward uses what the last forward saved.
+ *   max_tokens tokens; their backward uses what the last forward saved and leaves it intact.
  * - Parameter gradients ACCUMULATE (+=, like the kernels). Input gradients dx are
  *   WRITTEN (=): they are the output of a collective.
  * - Every function that communicates returns a tpar_status and fills err; a failed
@@ -249,6 +249,7 @@ typedef struct {
     float *pre;           /* (N, H/tp) fc output before bias and GELU */
     float *act;           /* (N, H/tp) GELU output */
     float *dact;          /* (N, H/tp) */
+    float *dpre;          /* (N, H/tp) */
 } tpar_tp_mlp_t;
 
 /* proj_flags: 0, or TPAR_LINEAR_SKIP_BIAS_ADD when the caller fuses proj's bias. */

@@ -399,6 +399,15 @@ static void test_block(const tpar_tp_t *tp, float p) {
         if (info[i].kind == TPAR_SHARD_REPLICATED)
             PT_OK(tpar_check_replicated(tp, name, b.grads[i], b.local_numel[i], err));
     }
+    // a second backward (a second micro-batch) accumulates: every gradient doubles, the
+    // SP-reduced replicated ones included
+    PT_OK(tpar_block_backward(&b, dx, pt_act(tp, b.out.layout, dOut, N, C), x, B, T, off, err));
+    for (int i = 0; i < TPAR_BLOCK_NPARAMS; i++) {
+        size_t n_full = (size_t)info[i].rows * info[i].cols;
+        for (size_t j = 0; j < n_full; j++) G[i][j] *= 2.0f;
+        KT_CLOSE("block gradient after two backward passes", G[i],
+                 pt_gather(tp, info[i].kind, b.grads[i], info[i].rows, info[i].cols), n_full, RTOL_CHAIN);
+    }
     // the debug check passes, and catches a replicated parameter that drifted on one rank
     PT_OK(tpar_block_check_replicated(&b, err));
     if (tp->size > 1) {
