@@ -66,6 +66,15 @@ typedef enum {
     TPAR_SHARD_KIND_COUNT
 } tpar_shard_kind;
 
+/* The rectangles of the full (rows, cols) tensor that `rank` owns, in the order they lie
+ * one after another in its dense shard: one, or three for QKV (a slice each of Q, K, V).
+ * A loader reads exactly these (tpar_slice_2d(row0, rows, col0, cols) of io.h). */
+typedef struct {
+    int row0, rows, col0, cols;
+} tpar_shard_rect_t;
+tpar_status tpar_shard_rects(tpar_shard_kind kind, int rows, int cols, int tp, int rank,
+                             tpar_shard_rect_t rect[3], int *nrect, tpar_err_t *err);
+
 /* Copies rank `rank`'s shard of the full (rows, cols) tensor into local (dense), or back.
  * A bias is (rows, 1). Errors: a dimension that does not divide, a bad kind or rank. */
 tpar_status tpar_shard_extract(tpar_shard_kind kind, float *local, const float *full, int rows, int cols,
