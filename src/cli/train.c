@@ -1,12 +1,10 @@
 /* `tpar train`: train a GPT split across a TP x DP grid of ranks. Started by hand it checks the
  * options, then re-executes itself under `tpar launch -n tp*dp`; as a rank (TPAR_RANK set, or
  * under mpirun) it runs the loop of src/train. */
-#define _GNU_SOURCE
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "tpar/train.h"
@@ -50,35 +48,6 @@ enum {
     O_VAL_EVERY, O_VAL_BATCHES, O_METRICS, O_SAVE_DIR, O_SAVE_EVERY, O_KEEP, O_RESUME, O_DROPOUT, O_SAMPLE,
     O_TEMP, O_LOG_EVERY
 };
-
-static int is_rank(void) {
-    return getenv("TPAR_RANK") || getenv("OMPI_COMM_WORLD_RANK") || getenv("PMI_RANK");
-}
-
-/* Re-executes this program as `tpar launch -n WORLD -- tpar train ARGS...`. */
-static int launch_self(int world, int argc, char **argv) {
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) {
-        tpar_cli_error("train", "cannot find this program to launch %d ranks (readlink /proc/self/exe)", world);
-        return TPAR_EXIT_FAIL;
-    }
-    self[n] = 0;
-    char nbuf[16];
-    snprintf(nbuf, sizeof nbuf, "%d", world);
-    char **args = calloc((size_t)argc + 8, sizeof *args);
-    if (!args) return TPAR_EXIT_FAIL;
-    int k = 0;
-    const char *pre[] = {self, "launch", "-n", nbuf, "--", self};
-    for (int i = 0; i < 6; i++) args[k++] = (char *)pre[i];
-    for (int i = 0; i < argc; i++) args[k++] = argv[i]; // argv[0] is "train"
-    args[k] = NULL;
-    fflush(NULL);
-    execv(self, args);
-    tpar_cli_error("train", "cannot start `tpar launch` (%s)", self);
-    free(args);
-    return TPAR_EXIT_FAIL;
-}
 
 int tpar_cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -140,13 +109,13 @@ int tpar_cmd_train(int argc, char **argv) {
         return TPAR_EXIT_USAGE;
     }
     tpar_err_t err = {0};
-    int rank = is_rank();
+    int rank = tpar_cli_is_rank();
     // Checked before any rank starts; a rank checks again against the real world size.
     if (!rank && tpar_train_validate(&c, -1, &err)) {
         tpar_cli_error(cmd, "%s", err.msg);
         return TPAR_EXIT_USAGE;
     }
-    if (!rank && c.tp * c.dp > 1) return launch_self(c.tp * c.dp, argc, argv);
+    if (!rank && c.tp * c.dp > 1) return tpar_cli_launch_self(cmd, c.tp * c.dp, argc, argv);
     tpar_train_result_t res;
     if (tpar_train_run(&c, &res, &err)) {
         const char *r = getenv("TPAR_RANK");
