@@ -33,8 +33,13 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The main job: train the tiny GPT at TP=2 on tinyshakespeare, then sample from its checkpoint
+# with tensor-parallel inference. RUN_ARGS go to `tpar train`, GEN_ARGS to `tpar generate`.
+RUN_DIR ?= $(BUILD)/run
 run: build
-	./$(BUILD)/tpar info
+	rm -rf $(RUN_DIR)
+	./$(BUILD)/tpar train --tp 2 --data data/tinyshakespeare.txt --save-dir $(RUN_DIR) --keep 1 $(RUN_ARGS)
+	./$(BUILD)/tpar generate --ckpt $(RUN_DIR) --tp 2 --prompt "ROMEO:" --tokens 400 $(GEN_ARGS)
 
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
