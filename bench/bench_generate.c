@@ -16,7 +16,7 @@ typedef struct {
 
 /* Runs one generation; fills ttft (ms) and tokens/s. 0 on success. */
 static int run_one(const char *tpar, const shape_t *s, int tp, double *ttft, double *tps) {
-    char cmd[1024], prompt[1100];
+    char cmd[2048], prompt[256];
     for (int i = 0; i < s->prompt; i++) prompt[i] = "To be, or not to be: that is the question. "[i % 44];
     prompt[s->prompt] = 0;
     snprintf(cmd, sizeof cmd, "'%s' generate --model %s --tp %d --prompt '%s' --tokens %d --temperature 0 2>&1 >/dev/null",
@@ -28,7 +28,7 @@ static int run_one(const char *tpar, const shape_t *s, int tp, double *ttft, dou
     while (fgets(line, sizeof line, p)) {
         const char *a = strstr(line, "time to first token "), *b = strstr(line, " tokens, ");
         if (a && b && sscanf(a, "time to first token %lf", ttft) == 1 && sscanf(b, " tokens, %lf", tps) == 1) found = 1;
-        else fputs(line, stderr);
+        else if (!strstr(line, "loading")) fputs(line, stderr);
     }
     int rc = pclose(p);
     return rc == 0 && found ? 0 : -1;
