@@ -43,6 +43,10 @@ typedef struct {
 
 const char *coll_name(coll_kind k);
 
+/* Ranks on this host, from the launcher's environment (tpar launch, Open MPI, MPICH), else
+ * fallback: decides spinning vs yielding and whether a progress thread has a spare core. */
+int comm_local_ranks(int fallback);
+
 typedef struct shm_comm shm_comm_t;
 typedef struct mpi_comm mpi_comm_t;
 
