@@ -15,11 +15,10 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include <cblas.h>
-
 #include "tpar/comm.h"
 #include "tpar/kernels.h"
 #include "tpar/model.h"
+#include "tpar/train.h"
 
 static void die(const char *what, const tpar_err_t *err) {
     fprintf(stderr, "bench_train: %s: %s\n", what, err ? err->msg : "");
@@ -71,23 +70,6 @@ static int rank_main(int B, int T, int V, int steps) {
 
 /* ---- the driver -------------------------------------------------------------------------------- */
 
-static double sgemm_flops(void) {
-    const int n = 2048;
-    float *a = tpar_calloc_aligned((size_t)n * n, 4), *b = tpar_calloc_aligned((size_t)n * n, 4),
-          *c = tpar_calloc_aligned((size_t)n * n, 4);
-    if (!a || !b || !c) die("out of memory", NULL);
-    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 5) * 0.25f;
-    double best = 0;
-    for (int r = 0; r < 3; r++) {
-        double t0 = tpar_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double f = 2.0 * n * n * (double)n / (tpar_now() - t0);
-        best = f > best ? f : best;
-    }
-    tpar_free(a), tpar_free(b), tpar_free(c);
-    return best;
-}
-
 typedef struct {
     double tps, mem, rss;
 } result_t;
@@ -111,7 +93,7 @@ int main(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     tpar_err_t err = {0};
     if (tpar_blas_set_threads(1, &err)) die("blas", &err);
-    double peak = sgemm_flops();
+    double peak = tpar_train_sgemm_flops(3);
     int cores = tpar_num_cores();
     tpar_gpt2_config_t cfg;
     tpar_gpt2_preset("gpt2-124m", &cfg, NULL);
