@@ -36,7 +36,8 @@ static void usage(FILE *f) {
             "  --temperature T     0: greedy; default 0.8\n"
             "  --top-k K           sample among the K most likely tokens only (default 0: all)\n"
             "  --seed S            sampling stream (and the weights of --model); default 1337\n\n"
-            "Tokens below 256 are written as bytes, larger ids (non-byte vocabularies) as <id>.\n",
+            "Tokens below 256 are written as bytes (control bytes other than newline and tab as \\xNN),\n"
+            "larger ids (non-byte vocabularies) as <id>.\n",
             TPAR_GPT2_PRESETS);
 }
 
@@ -69,8 +70,9 @@ static tpar_status validate(const gen_opts_t *o, int world, tpar_gpt2_config_t *
 
 static tpar_status print_token(void *ctx, int token, tpar_err_t *err) {
     (void)ctx, (void)err;
-    if (token < 256) putchar(token);
-    else printf("<%d>", token);
+    if (token >= 256) printf("<%d>", token);
+    else if (token < 32 && token != '\n' && token != '\t') printf("\\x%02x", token); // keep the terminal sane
+    else putchar(token);
     fflush(stdout);
     return TPAR_OK;
 }
