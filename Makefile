@@ -33,8 +33,16 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The main job: train the `tiny` GPT at TP=2 on tinyshakespeare for a few minutes and save it,
+# then sample from the checkpoint with tensor-parallel inference (`tpar generate`, KV cache).
+RUN_ARGS ?= --model tiny --tp 2 --batch 16 --seq 64 --steps 800 --lr 3e-3 --warmup 30 \
+            --val-every 100 --log-every 25
+GEN_ARGS ?= --tp 2 --prompt "ROMEO:" --tokens 500
+RUN_DIR ?= $(BUILD)/run
 run: build
-	./$(BUILD)/tpar info
+	rm -rf $(RUN_DIR)
+	./$(BUILD)/tpar train --data data/tinyshakespeare.txt --save-dir $(RUN_DIR) --keep 1 $(RUN_ARGS)
+	./$(BUILD)/tpar generate --ckpt $(RUN_DIR) $(GEN_ARGS)
 
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

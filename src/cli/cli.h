@@ -40,6 +40,14 @@ int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo
 /* Print "tpar CMD: error: <message>" to stderr. */
 void tpar_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* 1 when this process already runs as a rank (under `tpar launch`, mpirun or srun). */
+int tpar_cli_is_rank(void);
+
+/* Re-executes this program as `tpar launch -n WORLD -- tpar ARGV...` (argv[0] is the
+ * subcommand) so that a subcommand started by hand runs as WORLD ranks. Returns only on
+ * failure (after printing why), with TPAR_EXIT_FAIL. */
+int tpar_cli_launch_self(const char *cmd, int world, int argc, char **argv);
+
 /* Report that a subcommand's implementation has not landed yet; returns TPAR_EXIT_FAIL. */
 int tpar_cli_not_yet(const char *cmd, const char *what);
 
