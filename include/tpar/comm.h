@@ -140,4 +140,14 @@ typedef struct {
 void tpar_comm_stats(const tpar_comm_t *comm, tpar_comm_stats_t *out);
 void tpar_comm_stats_reset(tpar_comm_t *comm);
 
+/* ---- launcher support (used by `tpar launch`) ---------------------------------------------
+ * A job is the shared arena of one launch: an anonymous memfd (mode 0600, never named in
+ * /dev/shm) that every rank inherits as TPAR_SHM_FD. The launcher marks failed ranks in it so
+ * that peers waiting on them fail at once instead of at the deadline. */
+typedef struct tpar_comm_job tpar_comm_job_t;
+tpar_status tpar_comm_job_create(int world_size, tpar_comm_job_t **out, tpar_err_t *err);
+int tpar_comm_job_fd(const tpar_comm_job_t *job);
+void tpar_comm_job_mark_dead(tpar_comm_job_t *job, int rank);
+void tpar_comm_job_free(tpar_comm_job_t *job);
+
 #endif /* TPAR_COMM_H */

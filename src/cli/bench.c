@@ -1,13 +1,32 @@
-/* `tpar bench`: benchmarks of collectives, layers and training (lands with issue #3). */
+/* `tpar bench <comm|layers|train>`: benchmarks. Each prints a table measured in one run. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tpar bench <what> [options]\n\n"
+            "  comm     collectives: time, algbw and busbw per message size (tpar bench comm --help)\n"
+            "  layers   tensor-parallel layers (not available yet)\n"
+            "  train    training steps (not available yet)\n");
+}
+
 int tpar_cmd_bench(int argc, char **argv) {
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: tpar bench [options]\n\nbenchmarks of collectives, layers and training.\nNot available yet in this version (issue #3).\n");
+    if (argc < 2) {
+        usage(stderr);
+        return TPAR_EXIT_USAGE;
+    }
+    const char *what = argv[1];
+    if (!strcmp(what, "--help") || !strcmp(what, "-h")) {
+        usage(stdout);
         return TPAR_EXIT_OK;
     }
-    return tpar_cli_not_yet("bench", "tracked as issue #3");
+    if (!strcmp(what, "comm")) return tpar_bench_comm(argc - 1, argv + 1);
+    if (!strcmp(what, "layers") || !strcmp(what, "train")) {
+        tpar_cli_error("bench", "'bench %s' is not available yet in this version of tpar", what);
+        return TPAR_EXIT_FAIL;
+    }
+    tpar_cli_error("bench", "unknown benchmark '%s' (comm, layers or train)", what);
+    return TPAR_EXIT_USAGE;
 }

@@ -21,6 +21,8 @@ int tpar_cmd_bench(int argc, char **argv);
 int tpar_cmd_launch(int argc, char **argv);
 int tpar_cmd_plan(int argc, char **argv);
 int tpar_cmd_info(int argc, char **argv);
+/* `tpar bench comm ...` (argv[0] is "comm"). */
+int tpar_bench_comm(int argc, char **argv);
 
 /* getopt_long for subcommand `cmd`, with our error messages: an unknown option or a
  * missing value prints what and a hint and returns '?'. Long options only need be

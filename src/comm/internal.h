@@ -1,0 +1,120 @@
+/* Internal to src/comm: the communicator object, the description of one call, and the
+ * interface each backend (shm, mpi, hier) implements. */
+#ifndef TPAR_COMM_INTERNAL_H
+#define TPAR_COMM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "tpar/comm.h"
+
+/* The kinds of call a backend executes. */
+typedef enum {
+    COLL_ALLREDUCE = 1,
+    COLL_ALLGATHER,
+    COLL_ALLGATHERV,
+    COLL_REDUCE_SCATTER,
+    COLL_REDUCE_SCATTERV,
+    COLL_BROADCAST,
+    COLL_ALLTOALL,
+    COLL_BARRIER,
+    COLL_SEND,
+    COLL_RECV,
+    COLL_KIND_END
+} coll_kind;
+
+/* One call, validated. sbuf is already resolved: for in-place calls it points into rbuf
+ * (sbuf == NULL never happens for count > 0). */
+typedef struct {
+    coll_kind kind;
+    const void *sbuf;
+    void *rbuf;
+    size_t count;         /* elements: per rank block (allgather, reduce_scatter, alltoall) or total */
+    const size_t *counts; /* v forms: per-rank counts */
+    const size_t *displs; /* allgatherv: per-rank displacements (elements) */
+    int in_place;
+    tpar_dtype dt;
+    tpar_op op;
+    int root;             /* broadcast */
+    int peer, tag;        /* send / recv */
+    uint64_t seq;         /* collective sequence number on this communicator (1, 2, ...) */
+    uint64_t desc_hash;   /* v forms: hash of the counts, so mismatched arrays are caught */
+} coll_t;
+
+const char *coll_name(coll_kind k);
+
+typedef struct shm_comm shm_comm_t;
+typedef struct mpi_comm mpi_comm_t;
+
+struct tpar_request {
+    tpar_comm_t *comm;
+    coll_t call;
+    tpar_status status;
+    int done;
+    tpar_request_t *next; /* queue of pending non-blocking calls */
+};
+
+struct tpar_comm {
+    tpar_backend backend;
+    int rank, size;
+    double timeout_s;
+    int world_rank;          /* this process's rank in the world (for messages) */
+    int *world_ranks;        /* world rank of each member (size entries) */
+    uint64_t seq;            /* collectives issued so far */
+    tpar_status poisoned;    /* TPAR_OK, or the error that broke this communicator */
+    char err[TPAR_ERR_MSG_MAX];
+    tpar_comm_stats_t stats;
+    tpar_comm_config_t cfg;  /* as resolved (backend, timeout, progress) */
+
+    shm_comm_t *shm;         /* shm, and hier within a host */
+    mpi_comm_t *mpi;         /* mpi, and hier between hosts */
+    int owns_mpi_init;       /* this (world) communicator called MPI_Init */
+    int is_world;
+
+    /* Non-blocking calls: a FIFO executed by the worker thread, or inside test/wait. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    tpar_request_t *q_head, *q_tail;
+    int q_running;           /* the worker is executing a call right now */
+    int worker_on, worker_stop;
+    pthread_t worker;
+};
+
+/* Records err on the communicator (sets the message, poisons for fatal codes) and returns code. */
+tpar_status comm_fail(tpar_comm_t *c, tpar_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- reductions (reduce.c) ---- */
+/* dst[i] = srcs[0][i] op srcs[1][i] op ... op srcs[n-1][i], strictly in that order (bf16 in
+ * float32, rounded once). dst may alias srcs[k] only if it is identical (same pointer). */
+void tpar_reduce_n(void *dst, const void *const *srcs, int n, size_t count, tpar_dtype dt, tpar_op op);
+
+/* ---- shm backend (shm.c) ---- */
+tpar_status shm_world_init(tpar_comm_t *c, tpar_err_t *err); /* from TPAR_SHM_FD, or a private world of one */
+/* Collective over parent; child is NULL on ranks that join no group. leader: parent rank of
+ * the child's rank 0. */
+tpar_status shm_split(tpar_comm_t *parent, tpar_comm_t *child, int leader, int nmembers, tpar_err_t *err);
+tpar_status shm_exec(tpar_comm_t *c, const coll_t *call);
+void shm_free(shm_comm_t *s);
+/* Wraps an already-opened arena fd (hier under mpirun: fd obtained through /proc). */
+tpar_status shm_attach_fd(tpar_comm_t *c, int fd, tpar_err_t *err);
+/* For hier bootstrap: creates a fresh arena memfd for `local_size` ranks; returns fd. */
+tpar_status shm_arena_new_fd(int local_size, int *fd, tpar_err_t *err);
+/* Sizes that every algorithm uses; exported for the benchmark's notes. */
+size_t shm_chunk_bytes(void);
+
+#ifdef TPAR_HAVE_MPI
+/* ---- mpi backend (mpi.c) ---- */
+int mpi_started_by_launcher(void); /* OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK ... */
+tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err);
+tpar_status mpi_split(tpar_comm_t *parent, tpar_comm_t *child, int color, int key);
+tpar_status mpi_exec(tpar_comm_t *c, const coll_t *call);
+void mpi_free(tpar_comm_t *c);
+/* hier: shm within pretend or real hosts, MPI between */
+tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err);
+tpar_status hier_exec(tpar_comm_t *c, const coll_t *call);
+/* shm under mpirun: the local leader makes a memfd, the others open it through /proc. */
+tpar_status mpi_bootstrap_shm(tpar_comm_t *c, tpar_err_t *err);
+#endif
+
+#endif /* TPAR_COMM_INTERNAL_H */

@@ -1,0 +1,53 @@
+#!/bin/sh
+# A rank that dies (kill -9) or stops answering mid-collective: every other rank fails with
+# an error naming the collective, its sequence number and the missing rank; later calls fail
+# at once (poisoned); the launcher reports it; no shared-memory entry is left in /dev/shm.
+# usage: test_fail.sh TPAR TEST_FAIL
+tpar=$1
+prog=$2
+checks=0
+failed=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+check() { # check DESCRIPTION REGEX
+    checks=$((checks + 1))
+    if ! grep -Eq -- "$2" "$out"; then
+        failed=$((failed + 1))
+        echo "FAIL: $1: output should match '$2':"
+        sed 's/^/    /' "$out"
+    fi
+}
+shm_entries() { ls /dev/shm 2>/dev/null | grep -v -e '^vader' -e '^sm_segment' -e '^ompi' | sort; }
+
+before=$(shm_entries)
+for n in 2 4; do
+    TPAR_COMM_TIMEOUT=30 "$tpar" launch -n $n --grace 2 -- "$prog" kill >"$out" 2>&1
+    rc=$?
+    checks=$((checks + 1))
+    [ "$rc" -eq 137 ] || { failed=$((failed + 1)); echo "FAIL: kill, $n ranks: launcher status $rc, want 137"; }
+    check "launcher reports the kill ($n ranks)" "^tpar launch: rank 1 \(pid [0-9]+\) killed by signal 9"
+    check "rank 0 names the dead rank and the call ($n ranks)" \
+        "^\[rank 0\] error: peer died: allreduce #[0-9]+ \(262144 x f32 sum\) on a $n-rank shm communicator: rank 1 \(world rank 1, pid [0-9]+\) died"
+    check "poisoned afterwards ($n ranks)" "^\[rank 0\] next call: peer died"
+    [ $n -eq 4 ] && check "every survivor reports (rank 3)" "^\[rank 3\] error: peer died: .*rank 1 "
+done
+
+TPAR_COMM_TIMEOUT=1 "$tpar" launch -n 3 --grace 0.5 -- "$prog" hang >"$out" 2>&1
+rc=$?
+checks=$((checks + 1))
+[ "$rc" -ne 0 ] || { failed=$((failed + 1)); echo "FAIL: hang: launcher status 0"; }
+check "timeout names the silent rank" \
+    "^\[rank 0\] error: timeout: allreduce #[0-9]+ .* timed out after 1 s waiting for rank 1 "
+check "rank 2 too" "^\[rank 2\] error: timeout: .*waiting for rank 1 "
+check "launcher reports the survivors' failure" "^tpar launch: rank [02] \(pid [0-9]+\) exited with status 3"
+check "launcher ends the silent rank" "^tpar launch: rank 1 \(pid [0-9]+\) killed by signal 15"
+
+after=$(shm_entries)
+checks=$((checks + 1))
+if [ "$before" != "$after" ]; then
+    failed=$((failed + 1))
+    echo "FAIL: /dev/shm changed: before '$before', after '$after'"
+fi
+echo "test_fail: $checks checks, $failed failed"
+[ "$failed" -eq 0 ]
