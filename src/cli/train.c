@@ -1,13 +1,158 @@
-/* `tpar train`: train a GPT split across ranks (lands with issue #5). */
+/* `tpar train`: train a GPT split across a TP x DP grid of ranks. Started by hand it checks the
+ * options, then re-executes itself under `tpar launch -n tp*dp`; as a rank (TPAR_RANK set, or
+ * under mpirun) it runs the loop of src/train. */
+#define _GNU_SOURCE
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "tpar/train.h"
+
+static void usage(FILE *f) {
+    tpar_train_config_t d;
+    tpar_train_config_default(&d);
+    fprintf(f,
+            "usage: tpar train [options]\n\n"
+            "Train a GPT-2 model with tensor (--tp) x data (--dp) parallelism on a text or token file.\n"
+            "Starts tp*dp ranks itself (through `tpar launch`) unless it already runs as a rank.\n\n"
+            "model and layout:\n"
+            "  --model NAME        preset: %s (default %s)\n"
+            "  --tp N, --dp N      tensor- and data-parallel sizes (default 1, 1)\n"
+            "  --dropout P         dropout probability (default 0)\n"
+            "batch and schedule:\n"
+            "  --batch B           sequences per micro-batch per DP rank (default %d)\n"
+            "  --seq T             tokens per sequence (default %d)\n"
+            "  --accum K           micro-batches per step, gradient accumulation (default %d)\n"
+            "  --steps N           optimizer steps in all (default %d)\n"
+            "  --lr LR             peak learning rate (default %g); --warmup STEPS (default %d), then cosine\n"
+            "                      decay to a tenth\n"
+            "  --weight-decay WD   AdamW decay of matrices (default %g); --grad-clip NORM (default %g, 0: off)\n"
+            "  --seed S            initialisation, data order and dropout (default %llu)\n"
+            "data and output:\n"
+            "  --data FILE         text (bytes) or binary token file (default %s); the last 10%% is validation\n"
+            "  --val-every K       validation every K steps (default %d); --val-batches N (default %d)\n"
+            "  --metrics FILE      JSON lines, one per step (appended to)\n"
+            "  --log-every K       print every K-th step (default 1)\n"
+            "  --sample N          print N sampled bytes at the end (default 0); --temperature X (default %g)\n"
+            "checkpoints:\n"
+            "  --save-dir DIR      save DIR/step_N at the end and every --save-every K steps\n"
+            "  --keep N            checkpoints kept (default %d, 0: all)\n"
+            "  --resume            continue from the newest valid checkpoint in --save-dir (any layout)\n",
+            TPAR_GPT2_PRESETS, d.model, d.batch, d.seq, d.accum, d.steps, d.lr, d.warmup, d.weight_decay, d.grad_clip,
+            (unsigned long long)d.seed, d.data, d.val_every, d.val_batches, d.temperature, d.keep);
+}
+
+enum {
+    O_MODEL = 256, O_TP, O_DP, O_BATCH, O_SEQ, O_ACCUM, O_STEPS, O_SEED, O_LR, O_WARMUP, O_WD, O_CLIP, O_DATA,
+    O_VAL_EVERY, O_VAL_BATCHES, O_METRICS, O_SAVE_DIR, O_SAVE_EVERY, O_KEEP, O_RESUME, O_DROPOUT, O_SAMPLE,
+    O_TEMP, O_LOG_EVERY
+};
+
+static int is_rank(void) {
+    return getenv("TPAR_RANK") || getenv("OMPI_COMM_WORLD_RANK") || getenv("PMI_RANK");
+}
+
+/* Re-executes this program as `tpar launch -n WORLD -- tpar train ARGS...`. */
+static int launch_self(int world, int argc, char **argv) {
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        tpar_cli_error("train", "cannot find this program to launch %d ranks (readlink /proc/self/exe)", world);
+        return TPAR_EXIT_FAIL;
+    }
+    self[n] = 0;
+    char nbuf[16];
+    snprintf(nbuf, sizeof nbuf, "%d", world);
+    char **args = calloc((size_t)argc + 8, sizeof *args);
+    if (!args) return TPAR_EXIT_FAIL;
+    int k = 0;
+    const char *pre[] = {self, "launch", "-n", nbuf, "--", self};
+    for (int i = 0; i < 6; i++) args[k++] = (char *)pre[i];
+    for (int i = 0; i < argc; i++) args[k++] = argv[i]; // argv[0] is "train"
+    args[k] = NULL;
+    fflush(NULL);
+    execv(self, args);
+    tpar_cli_error("train", "cannot start `tpar launch` (%s)", self);
+    free(args);
+    return TPAR_EXIT_FAIL;
+}
 
 int tpar_cmd_train(int argc, char **argv) {
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: tpar train [options]\n\ntrain a GPT split across ranks.\nNot available yet in this version (issue #5).\n");
-        return TPAR_EXIT_OK;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, O_MODEL},       {"tp", required_argument, 0, O_TP},
+        {"dp", required_argument, 0, O_DP},             {"batch", required_argument, 0, O_BATCH},
+        {"seq", required_argument, 0, O_SEQ},           {"accum", required_argument, 0, O_ACCUM},
+        {"steps", required_argument, 0, O_STEPS},       {"seed", required_argument, 0, O_SEED},
+        {"lr", required_argument, 0, O_LR},             {"warmup", required_argument, 0, O_WARMUP},
+        {"weight-decay", required_argument, 0, O_WD},   {"grad-clip", required_argument, 0, O_CLIP},
+        {"data", required_argument, 0, O_DATA},         {"val-every", required_argument, 0, O_VAL_EVERY},
+        {"val-batches", required_argument, 0, O_VAL_BATCHES}, {"metrics", required_argument, 0, O_METRICS},
+        {"save-dir", required_argument, 0, O_SAVE_DIR}, {"save-every", required_argument, 0, O_SAVE_EVERY},
+        {"keep", required_argument, 0, O_KEEP},         {"resume", no_argument, 0, O_RESUME},
+        {"dropout", required_argument, 0, O_DROPOUT},   {"sample", required_argument, 0, O_SAMPLE},
+        {"temperature", required_argument, 0, O_TEMP},  {"log-every", required_argument, 0, O_LOG_EVERY},
+        {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0}};
+    tpar_train_config_t c;
+    tpar_train_config_default(&c);
+    const char *cmd = "train";
+    int ch;
+    long long v;
+    double x;
+    optind = 1;
+    while ((ch = tpar_cli_getopt(cmd, argc, argv, "h", opts)) != -1) {
+        const char *a = optarg;
+        int bad = 0;
+        switch (ch) {
+        case 'h': usage(stdout); return TPAR_EXIT_OK;
+        case O_MODEL: c.model = a; break;
+        case O_DATA: c.data = a; break;
+        case O_METRICS: c.metrics = a; break;
+        case O_SAVE_DIR: c.save_dir = a; break;
+        case O_RESUME: c.resume = 1; break;
+        case O_TP: bad = tpar_cli_int(cmd, "--tp", a, 1, 4096, &v), c.tp = (int)v; break;
+        case O_DP: bad = tpar_cli_int(cmd, "--dp", a, 1, 4096, &v), c.dp = (int)v; break;
+        case O_BATCH: bad = tpar_cli_int(cmd, "--batch", a, 1, 1 << 20, &v), c.batch = (int)v; break;
+        case O_SEQ: bad = tpar_cli_int(cmd, "--seq", a, 1, 1 << 20, &v), c.seq = (int)v; break;
+        case O_ACCUM: bad = tpar_cli_int(cmd, "--accum", a, 1, 1 << 20, &v), c.accum = (int)v; break;
+        case O_STEPS: bad = tpar_cli_int(cmd, "--steps", a, 0, 1000000000, &v), c.steps = (int)v; break;
+        case O_SEED: bad = tpar_cli_int(cmd, "--seed", a, 0, LLONG_MAX, &v), c.seed = (uint64_t)v; break;
+        case O_WARMUP: bad = tpar_cli_int(cmd, "--warmup", a, 0, 1000000000, &v), c.warmup = (int)v; break;
+        case O_VAL_EVERY: bad = tpar_cli_int(cmd, "--val-every", a, 0, 1000000000, &v), c.val_every = (int)v; break;
+        case O_VAL_BATCHES: bad = tpar_cli_int(cmd, "--val-batches", a, 1, 1 << 20, &v), c.val_batches = (int)v; break;
+        case O_SAVE_EVERY: bad = tpar_cli_int(cmd, "--save-every", a, 0, 1000000000, &v), c.save_every = (int)v; break;
+        case O_KEEP: bad = tpar_cli_int(cmd, "--keep", a, 0, 1000000, &v), c.keep = (int)v; break;
+        case O_SAMPLE: bad = tpar_cli_int(cmd, "--sample", a, 0, 1 << 20, &v), c.sample = (int)v; break;
+        case O_LOG_EVERY: bad = tpar_cli_int(cmd, "--log-every", a, 1, 1000000000, &v), c.log_every = (int)v; break;
+        case O_LR: bad = tpar_cli_double(cmd, "--lr", a, 0, 10, &c.lr); break;
+        case O_WD: bad = tpar_cli_double(cmd, "--weight-decay", a, 0, 10, &c.weight_decay); break;
+        case O_CLIP: bad = tpar_cli_double(cmd, "--grad-clip", a, 0, 1e9, &c.grad_clip); break;
+        case O_TEMP: bad = tpar_cli_double(cmd, "--temperature", a, 0, 100, &c.temperature); break;
+        case O_DROPOUT: bad = tpar_cli_double(cmd, "--dropout", a, 0, 0.999, &x), c.dropout = (float)x; break;
+        default: return TPAR_EXIT_USAGE;
+        }
+        if (bad) return TPAR_EXIT_USAGE;
     }
-    return tpar_cli_not_yet("train", "tracked as issue #5");
+    if (optind < argc) {
+        tpar_cli_error(cmd, "unexpected argument '%s'", argv[optind]);
+        return TPAR_EXIT_USAGE;
+    }
+    tpar_err_t err = {0};
+    int rank = is_rank();
+    // Checked before any rank starts; a rank checks again against the real world size.
+    if (!rank && tpar_train_validate(&c, -1, &err)) {
+        tpar_cli_error(cmd, "%s", err.msg);
+        return TPAR_EXIT_USAGE;
+    }
+    if (!rank && c.tp * c.dp > 1) return launch_self(c.tp * c.dp, argc, argv);
+    tpar_train_result_t res;
+    if (tpar_train_run(&c, &res, &err)) {
+        const char *r = getenv("TPAR_RANK");
+        if (!res.config_error) tpar_cli_error(cmd, "rank %s: %s", r ? r : "0", err.msg);
+        else if (!r || !strcmp(r, "0")) tpar_cli_error(cmd, "%s", err.msg);
+        return res.config_error ? TPAR_EXIT_USAGE : TPAR_EXIT_FAIL;
+    }
+    return TPAR_EXIT_OK;
 }

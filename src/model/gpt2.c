@@ -1,0 +1,346 @@
+/* GPT-2 over a TP group: presets, the tensor table, initialisation, forward and backward. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+#include "tpar/kernels.h"
+
+/* ---- config ------------------------------------------------------------------------------ */
+
+tpar_status tpar_gpt2_preset(const char *name, tpar_gpt2_config_t *cfg, tpar_err_t *err) {
+    memset(cfg, 0, sizeof *cfg);
+    if (name && !strcmp(name, "tiny")) {
+        // Byte-level Shakespeare in a few minutes on 2 cores (measured: docs/TRAINING.md).
+        *cfg = (tpar_gpt2_config_t){.n_layer = 4, .n_head = 4, .n_embd = 128, .vocab_size = 256, .n_positions = 128};
+        return TPAR_OK;
+    }
+    if (name && !strcmp(name, "gpt2-124m")) {
+        *cfg = (tpar_gpt2_config_t){.n_layer = 12, .n_head = 12, .n_embd = 768, .vocab_size = 50257,
+                                    .n_positions = 1024};
+        return TPAR_OK;
+    }
+    return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "unknown model '%s' (known: %s)", name ? name : "(null)",
+                        TPAR_GPT2_PRESETS);
+}
+
+tpar_status tpar_gpt2_check(const tpar_gpt2_config_t *c, int tp, tpar_err_t *err) {
+    tpar_status st = tpar_check_dims(err, "model (n_layer, n_head, n_embd, vocab_size, n_positions, tp)", 6,
+                                     c->n_layer, c->n_head, c->n_embd, c->vocab_size, c->n_positions, tp);
+    if (st) return st;
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "model: dropout %g must be in [0, 1)", (double)c->dropout);
+    if (c->n_embd % c->n_head)
+        return tpar_err_set(err, TPAR_ERR_SHAPE, "model: n_embd %d is not divisible by n_head %d", c->n_embd,
+                            c->n_head);
+    if (c->n_head % tp)
+        return tpar_err_set(err, TPAR_ERR_SHAPE,
+                            "model: n_head %d is not divisible by the tensor-parallel size %d (hint: pick --tp "
+                            "among the divisors of %d)",
+                            c->n_head, tp, c->n_head);
+    if (tpar_gpt2_vocab_padded(c->vocab_size, tp) < 0)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "model: vocabulary %d overflows when padded", c->vocab_size);
+    return TPAR_OK;
+}
+
+int tpar_gpt2_vocab_padded(int V, int tp) { return tpar_vocab_padded(V, tp, 64); }
+
+size_t tpar_gpt2_num_params(const tpar_gpt2_config_t *c) {
+    size_t C = (size_t)c->n_embd;
+    return (size_t)c->vocab_size * C + (size_t)c->n_positions * C + 2 * C + (size_t)c->n_layer * (12 * C * C + 13 * C);
+}
+
+double tpar_gpt2_flops_per_token(const tpar_gpt2_config_t *c, int T) {
+    double P = (double)tpar_gpt2_num_params(c) - (double)c->n_positions * c->n_embd;
+    return 6.0 * P + 12.0 * c->n_layer * (double)c->n_embd * T;
+}
+
+/* ---- the tensor table ---------------------------------------------------------------------- */
+
+static const char *block_names[TPAR_BLOCK_NPARAMS] = {
+    "ln_1.weight",      "ln_1.bias",      "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
+    "attn.c_proj.bias", "ln_2.weight",    "ln_2.bias",          "mlp.c_fc.weight",  "mlp.c_fc.bias",
+    "mlp.c_proj.weight", "mlp.c_proj.bias"};
+
+static void add_tensor(tpar_gpt2_t *m, size_t *off, const char *name, int rows, int cols, tpar_shard_kind kind) {
+    tpar_gpt2_tensor_t *t = &m->tensors[m->n_tensors++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->rows = rows;
+    t->cols = cols;
+    t->file_rows = rows;
+    t->ndim = cols == 1 ? 1 : 2;
+    t->transposed = t->ndim == 2 && strncmp(name, "wte", 3) && strncmp(name, "wpe", 3); // Conv1D [in, out]
+    t->kind = kind;
+    t->decay = t->ndim == 2;
+    t->offset = *off;
+    t->numel = (size_t)rows * cols / (kind == TPAR_SHARD_REPLICATED ? 1 : (size_t)m->tp.size);
+    *off += t->numel;
+}
+
+static void build_table(tpar_gpt2_t *m) {
+    const tpar_gpt2_config_t *c = &m->cfg;
+    int C = c->n_embd;
+    size_t off = 0;
+    add_tensor(m, &off, "wte.weight", m->Vp, C, TPAR_SHARD_ROWS);
+    m->tensors[0].file_rows = c->vocab_size;
+    add_tensor(m, &off, "wpe.weight", c->n_positions, C, TPAR_SHARD_REPLICATED);
+    add_tensor(m, &off, "ln_f.weight", C, 1, TPAR_SHARD_REPLICATED);
+    add_tensor(m, &off, "ln_f.bias", C, 1, TPAR_SHARD_REPLICATED);
+    m->rest_numel = off;
+    tpar_param_info_t info[TPAR_BLOCK_NPARAMS];
+    tpar_block_param_info(C, 4 * C, info); // the order of tpar_block_carve
+    for (int l = 0; l < c->n_layer; l++)
+        for (int i = 0; i < TPAR_BLOCK_NPARAMS; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "h.%d.%s", l, block_names[i]);
+            add_tensor(m, &off, name, info[i].rows, info[i].cols, info[i].kind);
+        }
+    m->num_params = off;
+}
+
+int tpar_gpt2_pieces(const tpar_gpt2_tensor_t *t, int tp, int rank, tpar_gpt2_piece_t out[3]) {
+    switch (t->kind) {
+    case TPAR_SHARD_ROWS: {
+        int rl = t->rows / tp, r0 = rank * rl, nr = rl;
+        if (r0 + nr > t->file_rows) nr = t->file_rows - r0; // vocabulary padding is not in the file
+        if (nr <= 0) return 0;
+        out[0] = (tpar_gpt2_piece_t){r0, nr, 0, t->cols, 0, t->cols};
+        return 1;
+    }
+    case TPAR_SHARD_QKV: {
+        int third = t->rows / 3, tl = third / tp;
+        for (int k = 0; k < 3; k++)
+            out[k] = (tpar_gpt2_piece_t){k * third + rank * tl, tl, 0, t->cols, (size_t)k * tl * t->cols, t->cols};
+        return 3;
+    }
+    case TPAR_SHARD_COLS: {
+        int cl = t->cols / tp;
+        out[0] = (tpar_gpt2_piece_t){0, t->rows, rank * cl, cl, 0, cl};
+        return 1;
+    }
+    default:
+        out[0] = (tpar_gpt2_piece_t){0, t->rows, 0, t->cols, 0, t->cols};
+        return 1;
+    }
+}
+
+/* ---- build and free ------------------------------------------------------------------------ */
+
+tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, int B, int T, tpar_gpt2_t **out,
+                          tpar_err_t *err) {
+    *out = NULL;
+    int tps = tp_comm ? tpar_comm_size(tp_comm) : 1;
+    tpar_status st = tpar_gpt2_check(cfg, tps, err);
+    if (st || (st = tpar_check_dims(err, "model batch (B, T)", 2, B, T))) return st;
+    if (T > cfg->n_positions)
+        return tpar_err_set(err, TPAR_ERR_SHAPE, "model: sequence length %d exceeds n_positions %d", T,
+                            cfg->n_positions);
+    tpar_gpt2_t *m = calloc(1, sizeof *m);
+    if (!m) return tpar_err_set(err, TPAR_ERR_NOMEM, "model: out of memory");
+    m->cfg = *cfg;
+    m->B = B;
+    m->T = T;
+    int L = cfg->n_layer, C = cfg->n_embd, N = B * T;
+    m->Vp = tpar_gpt2_vocab_padded(cfg->vocab_size, tps);
+    if ((st = tpar_tp_init(&m->tp, tps > 1 ? tp_comm : NULL, 0, err))) goto fail;
+    m->tensors = calloc((size_t)4 + (size_t)L * TPAR_BLOCK_NPARAMS, sizeof *m->tensors);
+    m->blocks = calloc((size_t)L, sizeof *m->blocks);
+    if (!m->tensors || !m->blocks) {
+        st = tpar_err_set(err, TPAR_ERR_NOMEM, "model: out of memory for %d layers", L);
+        goto fail;
+    }
+    build_table(m);
+    m->params = tpar_calloc_aligned(m->num_params, sizeof(float));
+    m->grads = tpar_calloc_aligned(m->num_params, sizeof(float));
+    if (!m->params || !m->grads) {
+        st = tpar_err_set(err, TPAR_ERR_NOMEM, "model: out of memory for %zu parameters per rank (x2)", m->num_params);
+        goto fail;
+    }
+    for (int l = 0; l < L; l++) {
+        if ((st = tpar_block_init(&m->blocks[l], &m->tp, C, cfg->n_head, 4 * C, B, T, cfg->dropout, 0, err)))
+            goto fail;
+        size_t off = m->tensors[4 + l * TPAR_BLOCK_NPARAMS].offset;
+        tpar_block_carve(&m->blocks[l], m->params + off, m->grads + off);
+    }
+    if ((st = tpar_vocab_embedding_init(&m->emb, &m->tp, cfg->vocab_size, m->Vp, C, N, err)) ||
+        (st = tpar_col_linear_init(&m->head, &m->tp, C, m->Vp, 0, N, err)) ||
+        (st = tpar_vocab_xent_init(&m->xent, &m->tp, cfg->vocab_size, m->Vp, -1, N, err)))
+        goto fail;
+    float *wte = m->params + m->tensors[0].offset, *dwte = m->grads + m->tensors[0].offset;
+    m->emb.w = wte, m->emb.dw = dwte;
+    m->head.w = wte, m->head.dw = dwte; // tied
+    size_t NC = (size_t)N * C, Vl = (size_t)m->Vp / tps;
+    size_t n = (size_t)(L + 1) * NC + NC + 2 * (size_t)N + (size_t)N * Vl + 2 * NC;
+    if (!(m->acts = tpar_calloc_aligned(n, sizeof(float)))) {
+        st = tpar_err_set(err, TPAR_ERR_NOMEM, "model: out of memory for activations (%zu floats)", n);
+        goto fail;
+    }
+    float *p = m->acts;
+    m->resid = p, p += (size_t)(L + 1) * NC;
+    m->lnf = p, p += NC;
+    m->lnf_mean = p, p += N;
+    m->lnf_rstd = p, p += N;
+    m->logits = p, p += (size_t)N * Vl;
+    m->dres[0] = p, p += NC;
+    m->dres[1] = p;
+    *out = m;
+    return TPAR_OK;
+fail:
+    tpar_gpt2_free(m);
+    return st;
+}
+
+void tpar_gpt2_free(tpar_gpt2_t *m) {
+    if (!m) return;
+    if (m->blocks)
+        for (int l = 0; l < m->cfg.n_layer; l++) tpar_block_free(&m->blocks[l]);
+    tpar_vocab_embedding_free(&m->emb);
+    tpar_col_linear_free(&m->head);
+    tpar_vocab_xent_free(&m->xent);
+    tpar_free(m->params);
+    tpar_free(m->grads);
+    tpar_free(m->acts);
+    free(m->blocks);
+    free(m->tensors);
+    free(m);
+}
+
+/* ---- initialisation ------------------------------------------------------------------------ */
+
+/* A standard normal for element g of stream s: Box-Muller on two counters. */
+static float normal_at(uint64_t s, uint64_t g) {
+    double u1 = ((double)tpar_rng_u32(s, 2 * g) + 0.5) / 4294967296.0;
+    double u2 = (double)tpar_rng_u32(s, 2 * g + 1) / 4294967296.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+void tpar_gpt2_init(tpar_gpt2_t *m, uint64_t seed) {
+    memset(m->params, 0, m->num_params * sizeof(float));
+    double resid_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tpar_gpt2_tensor_t *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        int is_ln = strstr(t->name, "ln_") != NULL, is_w = t->ndim == 2;
+        if (!is_w && !(is_ln && strstr(t->name, ".weight"))) continue; // biases stay 0
+        // Each tensor its own stream, from its place in the table (the same at any TP size).
+        uint64_t s = ((uint64_t)tpar_rng_u32(seed, 2 * (uint64_t)i) << 32) | tpar_rng_u32(seed, 2 * (uint64_t)i + 1);
+        double std = strstr(t->name, "c_proj.weight") ? resid_std : 0.02;
+        tpar_gpt2_piece_t pc[3];
+        int np = tpar_gpt2_pieces(t, m->tp.size, m->tp.rank, pc);
+        for (int k = 0; k < np; k++)
+            for (int r = 0; r < pc[k].nr; r++)
+                for (int c = 0; c < pc[k].nc; c++) {
+                    uint64_t g = (uint64_t)(pc[k].r0 + r) * t->cols + (uint64_t)(pc[k].c0 + c);
+                    p[pc[k].local_off + (size_t)r * pc[k].ld + c] = is_w ? (float)(std * normal_at(s, g)) : 1.0f;
+                }
+    }
+}
+
+/* ---- forward and backward ------------------------------------------------------------------ */
+
+/* Dropout counters: the embedding output uses [0, N*C), block l [(1 + 2l) N*C, (3 + 2l) N*C). */
+static uint64_t block_offset(int l, size_t NC) { return (uint64_t)(1 + 2 * l) * NC; }
+
+tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targets, int B, int T,
+                              uint64_t dropout_seed, float *loss, tpar_err_t *err) {
+    if (B < 1 || T < 1 || B > m->B || T > m->T)
+        return tpar_err_set(err, TPAR_ERR_SHAPE, "model forward: (B, T) = (%d, %d) outside the (%d, %d) it was built for",
+                            B, T, m->B, m->T);
+    int L = m->cfg.n_layer, C = m->cfg.n_embd, N = B * T;
+    size_t NC = (size_t)N * C;
+    float p = m->cfg.dropout;
+    m->dropout_seed = dropout_seed;
+    m->B_last = B, m->T_last = T;
+    const float *wpe = m->params + m->tensors[1].offset;
+    float *x = m->resid; // (N, C) replicated
+    tpar_status st = tpar_vocab_embedding_forward(&m->emb, x, inputs, N, err);
+    if (st) return st;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *row = x + ((size_t)b * T + t) * C;
+            const float *pos = wpe + (size_t)t * C;
+            for (int c = 0; c < C; c++) row[c] += pos[c];
+        }
+    if (p > 0.0f) tpar_dropout_forward(x, x, NC, p, dropout_seed, 0); // replicated: same mask on every TP rank
+    for (int l = 0; l < L; l++) {
+        m->blocks[l].seed = dropout_seed;
+        if ((st = tpar_block_forward(&m->blocks[l], x + NC, x, B, T, block_offset(l, NC), err))) return st;
+        x += NC;
+    }
+    const float *lnfw = m->params + m->tensors[2].offset, *lnfb = m->params + m->tensors[3].offset;
+    tpar_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, lnfw, lnfb, N, C);
+    if ((st = tpar_col_linear_forward(&m->head, m->logits, m->lnf, N, err))) return st; // (N, Vp/tp)
+    if (targets) return tpar_vocab_xent_forward(&m->xent, loss, NULL, m->logits, targets, N, err);
+    return TPAR_OK;
+}
+
+tpar_status tpar_gpt2_backward(tpar_gpt2_t *m, const int *inputs, const int *targets, float dloss,
+                               tpar_grads_ready_fn ready, void *ctx, tpar_err_t *err) {
+    int B = m->B_last, T = m->T_last, L = m->cfg.n_layer, C = m->cfg.n_embd, N = B * T;
+    if (B < 1) return tpar_err_set(err, TPAR_ERR_INTERNAL, "model backward: no forward before it");
+    size_t NC = (size_t)N * C;
+    float p = m->cfg.dropout;
+    tpar_vocab_xent_backward(&m->xent, m->logits, m->logits, targets, N, dloss); // dlogits in place
+    float *d = m->dres[0], *dx = m->dres[1];
+    tpar_status st = tpar_col_linear_backward(&m->head, dx, m->logits, m->lnf, N, err); // d lnf (N, C)
+    if (st) return st;
+    const tpar_gpt2_tensor_t *tl = m->tensors;
+    memset(d, 0, NC * sizeof(float));
+    tpar_layernorm_backward(d, m->grads + tl[2].offset, m->grads + tl[3].offset, dx, m->resid + (size_t)L * NC,
+                            m->params + tl[2].offset, m->lnf_mean, m->lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        if ((st = tpar_block_backward(&m->blocks[l], dx, d, m->resid + (size_t)l * NC, B, T, block_offset(l, NC), err)))
+            return st;
+        float *tmp = d;
+        d = dx, dx = tmp;
+        const tpar_gpt2_tensor_t *t0 = &tl[4 + l * TPAR_BLOCK_NPARAMS];
+        if (ready && (st = ready(ctx, t0->offset, tpar_block_numel(&m->blocks[l]), err))) return st;
+    }
+    if (p > 0.0f) {
+        memset(dx, 0, NC * sizeof(float));
+        tpar_dropout_backward(dx, d, NC, p, m->dropout_seed, 0);
+        d = dx;
+    }
+    float *dwpe = m->grads + tl[1].offset;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *row = d + ((size_t)b * T + t) * C;
+            float *pos = dwpe + (size_t)t * C;
+            for (int c = 0; c < C; c++) pos[c] += row[c];
+        }
+    if ((st = tpar_vocab_embedding_backward(&m->emb, d, inputs, N, err))) return st;
+    if (ready && (st = ready(ctx, 0, m->rest_numel, err))) return st;
+    return TPAR_OK;
+}
+
+void tpar_gpt2_zero_grad(tpar_gpt2_t *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
+
+tpar_status tpar_gpt2_logits_row(tpar_gpt2_t *m, int row, float *out, tpar_err_t *err) {
+    int N = m->B_last * m->T_last, tps = m->tp.size, Vl = m->Vp / tps;
+    if (row < 0 || row >= N)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "model logits: row %d outside the last forward's %d", row, N);
+    const float *src = m->logits + (size_t)row * Vl;
+    if (tps == 1) {
+        memcpy(out, src, (size_t)m->cfg.vocab_size * sizeof(float));
+        return TPAR_OK;
+    }
+    float *all = malloc((size_t)m->Vp * sizeof(float));
+    if (!all) return tpar_err_set(err, TPAR_ERR_NOMEM, "model logits: out of memory");
+    tpar_status st = tpar_comm_allgather(m->tp.comm, src, all, (size_t)Vl, TPAR_F32);
+    if (st) st = tpar_err_set(err, st, "model logits: all-gather failed: %s", tpar_comm_error(m->tp.comm));
+    else memcpy(out, all, (size_t)m->cfg.vocab_size * sizeof(float));
+    free(all);
+    return st;
+}
+
+double tpar_gpt2_grad_sq_local(const tpar_gpt2_t *m) {
+    double s = 0.0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tpar_gpt2_tensor_t *t = &m->tensors[i];
+        if (t->kind == TPAR_SHARD_REPLICATED && m->tp.rank != 0) continue; // counted once, by TP rank 0
+        const float *g = m->grads + t->offset;
+        for (size_t j = 0; j < t->numel; j++) s += (double)g[j] * g[j];
+    }
+    return s;
+}

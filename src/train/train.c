@@ -1,0 +1,515 @@
+/* The training loop of one rank: grid, data, steps, validation, checkpoints, sample. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cblas.h>
+
+#include "tpar/comm.h"
+#include "tpar/io.h"
+#include "tpar/kernels.h"
+#include "tpar/train.h"
+
+void tpar_train_config_default(tpar_train_config_t *c) {
+    *c = (tpar_train_config_t){.model = "tiny",
+                               .tp = 1,
+                               .dp = 1,
+                               .batch = 16,
+                               .seq = 64,
+                               .accum = 1,
+                               .steps = 200,
+                               .seed = 1337,
+                               .lr = 1e-3,
+                               .lr_min_frac = 0.1,
+                               .warmup = 20,
+                               .weight_decay = 0.1,
+                               .beta1 = 0.9,
+                               .beta2 = 0.95,
+                               .eps = 1e-8,
+                               .grad_clip = 1.0,
+                               .data = "data/tinyshakespeare.txt",
+                               .val_frac = 0.1,
+                               .val_every = 50,
+                               .val_batches = 4,
+                               .keep = 3,
+                               .temperature = 0.8,
+                               .log_every = 1};
+}
+
+tpar_status tpar_train_validate(const tpar_train_config_t *c, int world, tpar_err_t *err) {
+    tpar_gpt2_config_t mc;
+    tpar_status st = tpar_gpt2_preset(c->model, &mc, err);
+    if (st) return st;
+    if (c->tp < 1 || c->dp < 1 || c->batch < 1 || c->seq < 1 || c->accum < 1 || c->steps < 0)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--tp, --dp, --batch, --seq and --accum must be >= 1");
+    mc.dropout = c->dropout;
+    if ((st = tpar_gpt2_check(&mc, c->tp, err))) return st;
+    if (world > 0 && world != c->tp * c->dp)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "the world has %d ranks but --tp %d x --dp %d = %d (hint: launch tp*dp ranks, or let "
+                            "`tpar train` launch them itself)",
+                            world, c->tp, c->dp, c->tp * c->dp);
+    if (c->seq > mc.n_positions)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--seq %d exceeds the context length %d of model '%s'", c->seq,
+                            mc.n_positions, c->model);
+    if (!(c->lr >= 0) || !(c->val_frac > 0 && c->val_frac < 1) || c->warmup < 0)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--lr must be >= 0, --warmup >= 0, the validation share in (0, 1)");
+    struct stat sb;
+    if (!c->data || stat(c->data, &sb) || !S_ISREG(sb.st_mode))
+        return tpar_err_set(err, TPAR_ERR_IO, "data file '%s' not found or not a regular file (hint: --data FILE)",
+                            c->data ? c->data : "(none)");
+    if ((c->resume || c->save_every > 0) && !c->save_dir)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--resume and --save-every need --save-dir DIR");
+    return TPAR_OK;
+}
+
+double tpar_train_lr(const tpar_train_config_t *c, int s) {
+    if (c->warmup > 0 && s <= c->warmup) return c->lr * s / c->warmup;
+    double lo = c->lr * c->lr_min_frac;
+    if (c->steps <= c->warmup) return c->lr;
+    double prog = (double)(s - c->warmup) / (c->steps - c->warmup);
+    if (prog > 1) prog = 1;
+    return lo + 0.5 * (1.0 + cos(3.141592653589793 * prog)) * (c->lr - lo);
+}
+
+/* ---- one rank's job ------------------------------------------------------------------------ */
+
+#define MAX_BUCKETS 4096
+
+typedef struct {
+    const tpar_train_config_t *c;
+    tpar_comm_t *world, *tpc, *dpc;
+    int rank, tp_rank, dp_rank;
+    tpar_gpt2_t *m;
+    float *mom, *var;                 /* AdamW moments, the model's flat layout */
+    tpar_tokens_t all, train, val;
+    tpar_loader_t loader, vloader;
+    int32_t *in, *tgt;                /* (B, T) */
+    tpar_request_t *reqs[MAX_BUCKETS]; /* DP reductions in flight */
+    int nreq;
+    tpar_metrics_t *metrics;
+    double peak_flops;                /* raw sgemm FLOP/s x cores used */
+} job_t;
+
+static tpar_status comm_fail(tpar_comm_t *c, tpar_status st, const char *what, tpar_err_t *err) {
+    return tpar_err_set(err, st, "%s: %s", what, c ? tpar_comm_error(c) : tpar_status_str(st));
+}
+
+/* Starts the DP all-reduce of a bucket of gradients that backward just finished. */
+static tpar_status bucket_ready(void *ctx, size_t offset, size_t count, tpar_err_t *err) {
+    job_t *j = ctx;
+    if (j->nreq >= MAX_BUCKETS) return tpar_err_set(err, TPAR_ERR_INTERNAL, "train: too many gradient buckets");
+    tpar_status st = tpar_comm_iallreduce(j->dpc, TPAR_IN_PLACE, j->m->grads + offset, count, TPAR_F32, TPAR_SUM,
+                                          &j->reqs[j->nreq]);
+    if (st) return comm_fail(j->dpc, st, "data-parallel gradient all-reduce", err);
+    j->nreq++;
+    return TPAR_OK;
+}
+
+static tpar_status wait_buckets(job_t *j, tpar_err_t *err) {
+    tpar_status st = TPAR_OK;
+    for (int i = 0; i < j->nreq; i++) {
+        tpar_status s = tpar_comm_wait(j->reqs[i]);
+        if (s && !st) st = comm_fail(j->dpc, s, "data-parallel gradient all-reduce", err);
+    }
+    j->nreq = 0;
+    return st;
+}
+
+/* A different dropout stream per (step, micro-batch, DP rank); the same across a TP group. */
+static uint64_t dropout_seed(const job_t *j, int step, int micro) {
+    uint64_t ctr = ((uint64_t)step * j->c->accum + micro) * j->c->dp + j->dp_rank;
+    return ((uint64_t)tpar_rng_u32(j->c->seed + 1, 2 * ctr) << 32) | tpar_rng_u32(j->c->seed + 1, 2 * ctr + 1);
+}
+
+static tpar_status sum_over(tpar_comm_t *c, double *v, int n, tpar_op op, tpar_err_t *err) {
+    if (!c || tpar_comm_size(c) == 1) return TPAR_OK;
+    tpar_status st = tpar_comm_allreduce(c, TPAR_IN_PLACE, v, (size_t)n, TPAR_F64, op);
+    return st ? comm_fail(c, st, "train: reduction of step statistics", err) : TPAR_OK;
+}
+
+/* Mean loss over val_batches micro-batches of the held-out data on every DP rank. */
+static tpar_status validate(job_t *j, double *out, tpar_err_t *err) {
+    const tpar_train_config_t *c = j->c;
+    j->vloader.pos = 0; // the same batches every time
+    double s = 0;
+    tpar_status st = TPAR_OK;
+    for (int k = 0; k < c->val_batches && !st; k++) {
+        float loss = 0;
+        if (!(st = tpar_loader_batch(&j->vloader, 0, j->in, j->tgt, err)) &&
+            !(st = tpar_gpt2_forward(j->m, j->in, j->tgt, c->batch, c->seq, 0, &loss, err)))
+            s += loss;
+        tpar_loader_advance(&j->vloader);
+    }
+    if (st || (st = sum_over(j->dpc, &s, 1, TPAR_SUM, err))) return st;
+    *out = s / ((double)c->val_batches * c->dp);
+    return TPAR_OK;
+}
+
+/* Raw single-core sgemm 2048^3 FLOP/s, the MFU reference, measured here on world rank 0. */
+static double sgemm_peak(void) {
+    const int n = 2048;
+    float *a = tpar_calloc_aligned((size_t)n * n, sizeof(float)), *b = tpar_calloc_aligned((size_t)n * n, sizeof(float)),
+          *cc = tpar_calloc_aligned((size_t)n * n, sizeof(float));
+    double best = 0;
+    if (a && b && cc) {
+        for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+        for (int r = 0; r < 2; r++) {
+            double t0 = tpar_now();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, cc, n);
+            double f = 2.0 * n * n * (double)n / (tpar_now() - t0);
+            if (f > best) best = f;
+        }
+    }
+    tpar_free(a), tpar_free(b), tpar_free(cc);
+    return best;
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------------- */
+
+static const char *const opt_suffix[2] = {".exp_avg", ".exp_avg_sq"};
+static const char *const w_suffix[1] = {""};
+
+static tpar_status agree(job_t *j, tpar_status st, const char *what, tpar_err_t *err) {
+    int32_t v = (int32_t)st;
+    tpar_status cs = tpar_comm_allreduce(j->world, TPAR_IN_PLACE, &v, 1, TPAR_I32, TPAR_MAX);
+    if (cs) return comm_fail(j->world, cs, what, err);
+    if (v && !st) return tpar_err_set(err, (tpar_status)v, "%s: another rank failed", what);
+    return st;
+}
+
+static tpar_status save_state(job_t *j, int step, const char *dir, tpar_err_t *err) {
+    const tpar_train_config_t *c = j->c;
+    const tpar_gpt2_config_t *mc = &j->m->cfg;
+    tpar_kv_t *kv = tpar_kv_new();
+    if (!kv) return tpar_err_set(err, TPAR_ERR_NOMEM, "train state: out of memory");
+    tpar_status st = tpar_kv_set_i64(kv, "step", step);
+    if (!st) st = tpar_kv_set_u64(kv, "seed", c->seed);
+    if (!st) st = tpar_kv_set_str(kv, "model", c->model);
+    if (!st) st = tpar_kv_set_i64(kv, "config.n_layer", mc->n_layer);
+    if (!st) st = tpar_kv_set_i64(kv, "config.n_head", mc->n_head);
+    if (!st) st = tpar_kv_set_i64(kv, "config.n_embd", mc->n_embd);
+    if (!st) st = tpar_kv_set_i64(kv, "config.vocab_size", mc->vocab_size);
+    if (!st) st = tpar_kv_set_i64(kv, "config.n_positions", mc->n_positions);
+    if (!st) st = tpar_kv_set_i64(kv, "layout.tp", c->tp);
+    if (!st) st = tpar_kv_set_i64(kv, "layout.dp", c->dp);
+    if (!st) st = tpar_kv_set_i64(kv, "batch", c->batch);
+    if (!st) st = tpar_kv_set_i64(kv, "seq", c->seq);
+    if (!st) st = tpar_kv_set_i64(kv, "accum", c->accum);
+    if (!st) st = tpar_kv_set_f64(kv, "lr", c->lr);
+    if (!st) st = tpar_loader_save_state(&j->loader, kv);
+    char path[TPAR_CKPT_PATH_MAX];
+    if (!st && snprintf(path, sizeof path, "%s/state.json", dir) >= (int)sizeof path)
+        st = tpar_err_set(err, TPAR_ERR_INVALID_ARG, "train state: path too long");
+    else if (st)
+        st = tpar_err_set(err, st, "train state: out of memory");
+    if (!st) st = tpar_kv_save(kv, path, err);
+    tpar_kv_free(kv);
+    return st;
+}
+
+static tpar_status save_checkpoint(job_t *j, int step, tpar_err_t *err) {
+    const tpar_train_config_t *c = j->c;
+    double t0 = tpar_now();
+    char tmp[TPAR_CKPT_PATH_MAX], path[TPAR_CKPT_PATH_MAX + 32];
+    tpar_status st = TPAR_OK;
+    if (j->rank == 0) {
+        printf("saving checkpoint step %d to %s ...\n", step, c->save_dir);
+        fflush(stdout);
+        st = tpar_ckpt_begin(c->save_dir, step, tmp, sizeof tmp, err);
+    } else {
+        if ((st = tpar_ckpt_path(tmp, sizeof tmp, c->save_dir, step, 1))) tpar_err_set(err, st, "checkpoint: path too long");
+    }
+    if ((st = agree(j, st, "checkpoint begin", err))) return st;
+    int writer = j->dp_rank == 0;
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    const float *w[1] = {j->m->params};
+    if ((st = tpar_gpt2_save(j->m, 1, w, w_suffix, path, j->world, writer, err))) return st;
+    snprintf(path, sizeof path, "%s/optim.safetensors", tmp);
+    const float *o[2] = {j->mom, j->var};
+    if ((st = tpar_gpt2_save(j->m, 2, o, opt_suffix, path, j->world, writer, err))) return st;
+    if (j->rank == 0) {
+        st = save_state(j, step, tmp, err);
+        if (!st) st = tpar_ckpt_commit(c->save_dir, step, c->keep, err);
+    }
+    if ((st = agree(j, st, "checkpoint commit", err))) return st;
+    if (j->rank == 0) {
+        printf("saved checkpoint step %d (%.2f s)\n", step, tpar_now() - t0);
+        fflush(stdout);
+    }
+    return TPAR_OK;
+}
+
+/* Loads the newest valid checkpoint of save_dir into the model, the moments and the loader;
+ * *step = its step (0 and nothing loaded when there is none). Any TP x DP layout. */
+static tpar_status load_checkpoint(job_t *j, int *step, tpar_err_t *err) {
+    const tpar_train_config_t *c = j->c;
+    tpar_ckpt_found_t found;
+    *step = 0;
+    tpar_status st = tpar_ckpt_find_latest(c->save_dir, 1, &found, err);
+    if (st || !found.found) return st;
+    if (j->rank == 0) {
+        if (found.skipped) printf("warning: %s\n", found.warning);
+        printf("resuming from %s ...\n", found.path);
+        fflush(stdout);
+    }
+    char path[TPAR_CKPT_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/model.safetensors", found.path);
+    float *w[1] = {j->m->params}, *o[2] = {j->mom, j->var};
+    if ((st = tpar_gpt2_load(j->m, 1, w, w_suffix, path, err))) return st;
+    snprintf(path, sizeof path, "%s/optim.safetensors", found.path);
+    if ((st = tpar_gpt2_load(j->m, 2, o, opt_suffix, path, err))) return st;
+    snprintf(path, sizeof path, "%s/state.json", found.path);
+    tpar_kv_t *kv = NULL;
+    int64_t s = 0;
+    if ((st = tpar_kv_load(path, &kv, err))) return st;
+    st = tpar_kv_get_i64(kv, "step", &s, err);
+    if (!st) st = tpar_loader_load_state(&j->loader, kv, err);
+    tpar_kv_free(kv);
+    if (!st && (s < 0 || s > 1000000000))
+        st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: step %lld out of range", path, (long long)s);
+    *step = (int)s;
+    return st;
+}
+
+/* ---- the sample -------------------------------------------------------------------------------- */
+
+static tpar_status sample(job_t *j, tpar_err_t *err) {
+    const tpar_train_config_t *c = j->c;
+    tpar_gpt2_t *m = j->m;
+    int V = m->cfg.vocab_size, T = c->seq;
+    float *logits = malloc((size_t)V * sizeof(float));
+    int *ctx = calloc((size_t)T, sizeof(int));
+    if (!logits || !ctx) {
+        free(logits), free(ctx);
+        return tpar_err_set(err, TPAR_ERR_NOMEM, "sample: out of memory");
+    }
+    int n = 1;
+    ctx[0] = '\n';
+    if (j->rank == 0) printf("---- sample (%d bytes, temperature %.2f) ----\n", c->sample, c->temperature);
+    tpar_status st = TPAR_OK;
+    for (int i = 0; i < c->sample && !st; i++) {
+        // No KV cache here (tpar generate has one): the whole window again for each byte.
+        if ((st = tpar_gpt2_forward(m, ctx, NULL, 1, n, 0, NULL, err)) ||
+            (st = tpar_gpt2_logits_row(m, n - 1, logits, err)))
+            break;
+        int next = 0;
+        if (c->temperature <= 0) {
+            for (int v = 1; v < V; v++)
+                if (logits[v] > logits[next]) next = v;
+        } else { // every TP rank draws the same token: same logits, same counter
+            double mx = logits[0], s = 0;
+            for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
+            for (int v = 0; v < V; v++) s += exp((logits[v] - mx) / c->temperature);
+            double u = tpar_rng_u32(c->seed + 2, (uint64_t)i) / 4294967296.0 * s, acc = 0;
+            for (next = 0; next < V - 1; next++)
+                if ((acc += exp((logits[next] - mx) / c->temperature)) > u) break;
+        }
+        if (j->rank == 0) putchar(next >= 32 || next == '\n' || next == '\t' ? next : '?');
+        if (n == T) memmove(ctx, ctx + 1, (size_t)(T - 1) * sizeof(int)), n--;
+        ctx[n++] = next;
+    }
+    if (j->rank == 0) printf("\n---- end of sample ----\n");
+    free(logits), free(ctx);
+    return st;
+}
+
+/* ---- set-up and the loop --------------------------------------------------------------------- */
+
+static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_err_t *err) {
+    const tpar_train_config_t *c = j->c;
+    tpar_status st = tpar_comm_init(NULL, &j->world, err);
+    if (st) return st;
+    j->rank = tpar_comm_rank(j->world);
+    res->config_error = 1;
+    if ((st = tpar_train_validate(c, tpar_comm_size(j->world), err))) return st;
+    res->config_error = 0;
+    j->tp_rank = j->rank % c->tp;
+    j->dp_rank = j->rank / c->tp;
+    if ((st = tpar_comm_split(j->world, j->dp_rank, j->tp_rank, &j->tpc)) ||
+        (st = tpar_comm_split(j->world, j->tp_rank, j->dp_rank, &j->dpc)))
+        return comm_fail(j->world, st, "train: building the TP x DP grid", err);
+    if ((st = tpar_blas_set_threads(1, err))) return st; // the ranks are the parallelism
+    tpar_gpt2_config_t mc;
+    tpar_gpt2_preset(c->model, &mc, NULL);
+    mc.dropout = c->dropout;
+    if ((st = tpar_tokens_load(c->data, &j->all, err))) return st;
+    if (j->all.vocab > mc.vocab_size)
+        return tpar_err_set(err, TPAR_ERR_SHAPE, "data %s has vocabulary %d, model '%s' only %d", c->data,
+                            j->all.vocab, c->model, mc.vocab_size);
+    if ((st = tpar_tokens_split(&j->all, c->val_frac, &j->train, &j->val, err)) ||
+        (st = tpar_loader_init(&j->loader, &j->train, c->batch, c->seq, j->dp_rank, c->dp, c->accum, c->seed, 1, err)) ||
+        (st = tpar_loader_init(&j->vloader, &j->val, c->batch, c->seq, j->dp_rank, c->dp, 1, c->seed, 0, err)))
+        return st;
+    if ((st = tpar_gpt2_new(&mc, j->tpc, c->batch, c->seq, &j->m, err))) return st;
+    size_t n = j->m->num_params, bt = (size_t)c->batch * c->seq;
+    j->mom = tpar_calloc_aligned(n, sizeof(float));
+    j->var = tpar_calloc_aligned(n, sizeof(float));
+    j->in = calloc(bt, sizeof(int32_t));
+    j->tgt = calloc(bt, sizeof(int32_t));
+    if (!j->mom || !j->var || !j->in || !j->tgt)
+        return tpar_err_set(err, TPAR_ERR_NOMEM, "train: out of memory for the optimizer state (%zu floats x2)", n);
+    tpar_gpt2_init(j->m, c->seed);
+    *start = 0;
+    if (c->resume && (st = agree(j, load_checkpoint(j, start, err), "resume", err))) return st;
+    if (j->rank == 0 && c->metrics && (st = tpar_metrics_open(c->metrics, &j->metrics, err))) return st;
+    double peak = j->rank == 0 ? sgemm_peak() : 0;
+    int cores = tpar_num_cores(), world = c->tp * c->dp;
+    j->peak_flops = peak * (world < cores ? world : cores);
+    if (j->rank == 0) {
+        printf("tpar train: model %s (%zu parameters, L=%d C=%d heads=%d V=%d) | TP %d x DP %d | batch %d x %d "
+               "tokens x %d accum x %d DP | %d steps from step %d\n",
+               c->model, tpar_gpt2_num_params(&mc), mc.n_layer, mc.n_embd, mc.n_head, mc.vocab_size, c->tp, c->dp,
+               c->batch, c->seq, c->accum, c->dp, c->steps, *start);
+        printf("data %s: %zu train / %zu validation tokens | raw sgemm 2048^3: %.1f GFLOP/s per core\n", c->data,
+               j->train.n, j->val.n, peak / 1e9);
+        fflush(stdout);
+    }
+    return TPAR_OK;
+}
+
+static void teardown(job_t *j) {
+    tpar_metrics_close(j->metrics);
+    tpar_gpt2_free(j->m);
+    tpar_free(j->mom), tpar_free(j->var);
+    free(j->in), free(j->tgt);
+    tpar_loader_free(&j->loader), tpar_loader_free(&j->vloader);
+    tpar_tokens_free(&j->all);
+    tpar_comm_free(j->dpc), tpar_comm_free(j->tpc), tpar_comm_free(j->world);
+}
+
+/* AdamW on every tensor of the flat buffers: decay on matrices only. */
+static tpar_status optimizer_step(job_t *j, double lr, long t, tpar_err_t *err) {
+    const tpar_train_config_t *c = j->c;
+    tpar_gpt2_t *m = j->m;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tpar_gpt2_tensor_t *tt = &m->tensors[i];
+        tpar_adamw_t a = {(float)lr, (float)c->beta1, (float)c->beta2, (float)c->eps,
+                          tt->decay ? (float)c->weight_decay : 0.0f};
+        size_t o = tt->offset;
+        tpar_status st = tpar_adamw_update(m->params + o, m->grads + o, j->mom + o, j->var + o, tt->numel, &a, t, err);
+        if (st) return st;
+    }
+    return TPAR_OK;
+}
+
+static tpar_status train_step(job_t *j, int step, double *loss_out, double *norm_out, tpar_err_t *err) {
+    const tpar_train_config_t *c = j->c;
+    tpar_gpt2_t *m = j->m;
+    tpar_gpt2_zero_grad(m);
+    double loss = 0;
+    tpar_status st = TPAR_OK;
+    float dloss = 1.0f / ((float)c->accum * c->dp); // the DP sum of the gradients is then the mean
+    for (int k = 0; k < c->accum && !st; k++) {
+        float l = 0;
+        int last = k == c->accum - 1 && c->dp > 1;
+        if (!(st = tpar_loader_batch(&j->loader, k, j->in, j->tgt, err)) &&
+            !(st = tpar_gpt2_forward(m, j->in, j->tgt, c->batch, c->seq, dropout_seed(j, step, k), &l, err)))
+            st = tpar_gpt2_backward(m, j->in, j->tgt, dloss, last ? bucket_ready : NULL, j, err);
+        loss += l;
+    }
+    tpar_status ws = wait_buckets(j, err);
+    if (st || (st = ws)) return st;
+    loss /= (double)c->accum * c->dp;
+    double sq = tpar_gpt2_grad_sq_local(m);
+    if ((st = sum_over(j->dpc, &loss, 1, TPAR_SUM, err)) || (st = sum_over(j->tpc, &sq, 1, TPAR_SUM, err))) return st;
+    double norm = sqrt(sq);
+    if (c->grad_clip > 0 && norm > c->grad_clip) {
+        float s = (float)(c->grad_clip / norm);
+        for (size_t i = 0; i < m->num_params; i++) m->grads[i] *= s;
+    }
+    if ((st = optimizer_step(j, tpar_train_lr(c, step), step, err))) return st;
+    tpar_loader_advance(&j->loader);
+    *loss_out = loss;
+    *norm_out = norm;
+    return TPAR_OK;
+}
+
+static double comm_wait(const job_t *j) {
+    tpar_comm_stats_t a, b;
+    tpar_comm_stats(j->tpc, &a);
+    tpar_comm_stats(j->dpc, &b);
+    return a.wait_s + b.wait_s;
+}
+
+static tpar_status log_step(job_t *j, int step, double loss, double norm, double dt, double wait, double val,
+                            tpar_err_t *err) {
+    const tpar_train_config_t *c = j->c;
+    // Shard balance: busy time (step minus waiting in collectives) of the slowest and fastest rank.
+    double busy[2] = {dt - wait, -(dt - wait)};
+    tpar_status st = sum_over(j->world, busy, 2, TPAR_MAX, err);
+    if (st || j->rank != 0) return st;
+    double tokens = (double)c->batch * c->seq * c->accum * c->dp;
+    double tps = tokens / dt, mfu = 0, balance = busy[1] < 0 ? busy[0] / -busy[1] : 1;
+    if (j->peak_flops > 0) mfu = tps * tpar_gpt2_flops_per_token(&j->m->cfg, c->seq) / j->peak_flops;
+    double lr = tpar_train_lr(c, step);
+    if (step % c->log_every == 0 || step == c->steps || !isnan(val)) {
+        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %7.1f ms | %8.0f tok/s | MFU %5.1f%% | comm %4.1f%% | "
+               "balance %.2f",
+               step, c->steps, loss, lr, norm, dt * 1e3, tps, mfu * 100, wait / dt * 100, balance);
+        if (!isnan(val)) printf(" | val %.4f", val);
+        printf("\n");
+        fflush(stdout);
+    }
+    if (!j->metrics) return TPAR_OK;
+    tpar_kv_t *kv = tpar_kv_new();
+    if (!kv) return tpar_err_set(err, TPAR_ERR_NOMEM, "metrics: out of memory");
+    st = tpar_kv_set_i64(kv, "step", step);
+    if (!st) st = tpar_kv_set_f64(kv, "loss", loss);
+    if (!st) st = tpar_kv_set_f64(kv, "lr", lr);
+    if (!st) st = tpar_kv_set_f64(kv, "grad_norm", norm);
+    if (!st) st = tpar_kv_set_f64(kv, "ms", dt * 1e3);
+    if (!st) st = tpar_kv_set_f64(kv, "tokens_per_s", tps);
+    if (!st) st = tpar_kv_set_f64(kv, "mfu", mfu);
+    if (!st) st = tpar_kv_set_f64(kv, "comm_frac", wait / dt);
+    if (!st) st = tpar_kv_set_f64(kv, "balance", balance);
+    if (!st && !isnan(val)) st = tpar_kv_set_f64(kv, "val_loss", val);
+    if (st) st = tpar_err_set(err, st, "metrics: out of memory");
+    else st = tpar_metrics_write(j->metrics, kv, err);
+    tpar_kv_free(kv);
+    return st;
+}
+
+tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *res, tpar_err_t *err) {
+    job_t j;
+    memset(&j, 0, sizeof j);
+    j.c = c;
+    *res = (tpar_train_result_t){.loss = NAN, .grad_norm = NAN, .val_loss = NAN};
+    int start = 0;
+    tpar_status st = setup(&j, &start, res, err);
+    res->start_step = res->end_step = start;
+    double t_all = 0;
+    for (int step = start + 1; !st && step <= c->steps; step++) {
+        double loss = 0, norm = 0, val = NAN;
+        double w0 = comm_wait(&j), t0 = tpar_now();
+        if ((st = train_step(&j, step, &loss, &norm, err))) break;
+        double dt = tpar_now() - t0, wait = comm_wait(&j) - w0;
+        t_all += dt;
+        if ((c->val_every > 0 && step % c->val_every == 0) || step == c->steps) {
+            if ((st = validate(&j, &val, err))) break;
+            res->val_loss = val;
+        }
+        if ((st = log_step(&j, step, loss, norm, dt, wait, val, err))) break;
+        res->loss = loss, res->grad_norm = norm, res->end_step = step;
+        if (c->save_dir && ((c->save_every > 0 && step % c->save_every == 0) || step == c->steps) &&
+            (st = save_checkpoint(&j, step, err)))
+            break;
+    }
+    if (!st && res->end_step == start && j.m) { // nothing to train: report where the checkpoint stands
+        double val = NAN;
+        if (!(st = validate(&j, &val, err))) res->val_loss = val;
+        if (!st && j.rank == 0) printf("step %d: nothing left to train (--steps %d) | val %.4f\n", start, c->steps, val);
+    }
+    if (!st && res->end_step > start) {
+        res->tokens_per_s = (double)c->batch * c->seq * c->accum * c->dp * (res->end_step - start) / t_all;
+        if (j.rank == 0)
+            printf("done: %d steps in %.1f s | final loss %.4f | val loss %.4f | %.0f tokens/s\n", res->end_step - start,
+                   t_all, res->loss, res->val_loss, res->tokens_per_s);
+    }
+    if (!st && c->sample > 0 && j.m) st = sample(&j, err);
+    fflush(stdout);
+    teardown(&j);
+    return st;
+}
