@@ -260,17 +260,19 @@ class GPT2(nn.Module):
                                      % (path, name, a.dtype, list(a.shape), list(p.shape)))
                 p.copy_(torch.from_numpy(np.array(a, dtype=np.float32)))
 
-    def init_gpt2(self, gen, perturb):
-        """GPT-2's init (N(0, 0.02), residual projections 0.02/sqrt(2L), zero biases, unit
+    def init_gpt2(self, gen, perturb, std=0.02):
+        """GPT-2's init (N(0, std = 0.02), residual projections std/sqrt(2L), zero biases, unit
         norms). perturb: biases and norm parameters get noise too, so that a loader that
-        drops or misplaces them cannot go unnoticed."""
-        std_res = 0.02 / math.sqrt(2 * self.cfg.n_layer)
+        drops or misplaces them cannot go unnoticed. A test passes a larger std so that
+        activations reach the range where the nonlinearities differ from their neighbours
+        (GELU tanh vs erf differ by up to 5e-4 near |x| = 2.7, by 3e-8 at the ~0.1 of GPT-2's init)."""
+        std_res = std / math.sqrt(2 * self.cfg.n_layer)
         with torch.no_grad():
             for name, p in self.named_parameters():
                 if name.endswith("c_proj.weight"):
                     p.normal_(0.0, std_res, generator=gen)
                 elif p.dim() == 2:
-                    p.normal_(0.0, 0.02, generator=gen)
+                    p.normal_(0.0, std, generator=gen)
                 elif ".ln" in name or name.startswith("ln_"):
                     p.fill_(1.0 if name.endswith("weight") else 0.0)
                     if perturb:
@@ -305,13 +307,14 @@ def load_batch(path):
 # ------------------------------------------------------------------ training (tpar's definitions)
 
 def lr_at(step, a):
-    """Learning rate of step `step` (1-based): linear warmup over `warmup` steps, then cosine
-    from lr down to lr * min_lr_frac at `decay_steps` (constant lr when decay_steps is 0)."""
+    """Learning rate of step `step` (1-based), as tpar defines it: linear warmup over `warmup`
+    steps, then cosine from lr down to lr * min_lr_frac at step `decay_steps` (the run's total;
+    constant lr if that is not past the warmup)."""
     if a.warmup > 0 and step <= a.warmup:
         return a.lr * step / a.warmup
-    if a.decay_steps <= 0:
+    if a.decay_steps <= a.warmup:
         return a.lr
-    frac = min(1.0, (step - a.warmup) / max(1, a.decay_steps - a.warmup))
+    frac = min(1.0, (step - a.warmup) / (a.decay_steps - a.warmup))
     lo = a.lr * a.min_lr_frac
     return lo + 0.5 * (a.lr - lo) * (1.0 + math.cos(math.pi * frac))
 
@@ -359,7 +362,7 @@ def cmd_init(a):
     cfg = Config(a.layers, a.heads, a.embd, a.vocab, a.ctx)
     gen = torch.Generator().manual_seed(a.seed)
     model = GPT2(cfg)
-    model.init_gpt2(gen, a.perturb)
+    model.init_gpt2(gen, a.perturb, a.std)
     tensors = [(n, p.detach().numpy().astype(np.float32)) for n, p in model.named_parameters()]
     if a.ckpt_dir:
         step_dir = os.path.join(a.ckpt_dir, "step_%08d" % a.step)
@@ -376,6 +379,8 @@ def cmd_init(a):
     else:
         st_write(a.out, tensors, cfg.meta())
         print("wrote", a.out)
+    if getattr(a, "batch_out", None):
+        write_batch(a.batch_out, a.B, a.T, a.vocab, a.batch_seed)
 
 
 def write_manifest(ckpt_dir, step):
@@ -392,12 +397,19 @@ def write_manifest(ckpt_dir, step):
         json.dump({"format": "tpar-checkpoint", "version": 1, "step": step, "files": files}, f)
 
 
+def write_batch(path, B, T, vocab, seed):
+    """B rows of T + 1 uniform random tokens: inputs are the first T, targets the last T."""
+    if B < 1 or T < 1 or vocab < 1:
+        raise InputError("batch: B, T and vocab must be >= 1")
+    gen = torch.Generator().manual_seed(seed)
+    toks = torch.randint(0, vocab, (B, T + 1), generator=gen, dtype=torch.int64)
+    st_write(path, [("inputs", toks[:, :-1].numpy().astype(np.int32)),
+                    ("targets", toks[:, 1:].numpy().astype(np.int32))], {"format": "tpar-batch"})
+    print("wrote", path)
+
+
 def cmd_batch(a):
-    gen = torch.Generator().manual_seed(a.seed)
-    toks = torch.randint(0, a.vocab, (a.B, a.T + 1), generator=gen, dtype=torch.int64)
-    st_write(a.out, [("inputs", toks[:, :-1].numpy().astype(np.int32)),
-                     ("targets", toks[:, 1:].numpy().astype(np.int32))], {"format": "tpar-batch"})
-    print("wrote", a.out)
+    write_batch(a.out, a.B, a.T, a.vocab, a.seed)
 
 
 def resolve_model_path(path):
@@ -589,7 +601,7 @@ def cmd_selftest(a):
     # 4. files: init -> ref round trip, and bad input gives a clear error
     with tempfile.TemporaryDirectory() as d:
         class I:
-            layers, heads, embd, vocab, ctx, seed, perturb, step = 1, 2, 8, 11, 6, 5, True, 0
+            layers, heads, embd, vocab, ctx, seed, perturb, step, std = 1, 2, 8, 11, 6, 5, True, 0, 0.02
             out, ckpt_dir = os.path.join(d, "m.safetensors"), os.path.join(d, "ck")
         cmd_init(I)
         I.ckpt_dir = None
@@ -628,10 +640,15 @@ def main(argv):
     p.add_argument("--ctx", type=int, default=64)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--perturb", action="store_true", help="random biases and norm parameters too")
+    p.add_argument("--std", type=float, default=0.02, help="std of the weight matrices (GPT-2: 0.02)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--out", help="model.safetensors to write")
     g.add_argument("--ckpt-dir", help="write DIR/step_XXXXXXXX/{model.safetensors, manifest.json}")
     p.add_argument("--step", type=int, default=0)
+    p.add_argument("--batch-out", help="also write a random batch of --B x --T tokens (as the batch mode)")
+    p.add_argument("--B", type=int, default=4)
+    p.add_argument("--T", type=int, default=16)
+    p.add_argument("--batch-seed", type=int, default=7)
     p = sub.add_parser("batch", help="write a random token batch")
     p.add_argument("--B", type=int, required=True)
     p.add_argument("--T", type=int, required=True)
@@ -646,14 +663,16 @@ def main(argv):
                    help="compute precision (default float64: the reference then carries no rounding "
                         "of its own worth mentioning, and the tolerances measure tpar's float32)")
     p.add_argument("--steps", type=int, default=0, help="AdamW steps on the batch")
-    p.add_argument("--lr", type=float, default=3e-4)
+    # defaults: tpar's (tpar_train_config_default in src/train/train.c)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--beta1", type=float, default=0.9)
     p.add_argument("--beta2", type=float, default=0.95)
     p.add_argument("--eps", type=float, default=1e-8)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0, help="max global grad norm (<= 0: off)")
     p.add_argument("--warmup", type=int, default=0)
-    p.add_argument("--decay-steps", type=int, default=0, help="cosine decay ends here (0: constant lr)")
+    p.add_argument("--decay-steps", type=int, default=0,
+                   help="the run's total steps, where the cosine ends (<= warmup: constant lr after warmup)")
     p.add_argument("--min-lr-frac", type=float, default=0.1)
     p.add_argument("--final-params", action="store_true", help="also write final.<param> after the steps")
     sub.add_parser("selftest", help="check this script")
