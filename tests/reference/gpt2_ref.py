@@ -10,12 +10,15 @@ Checkpoints follow docs/NAMING (Hugging Face GPT-2 names, Conv1D [in, out] weigh
 tied head, no "transformer." prefix, config in __metadata__); see docs/REFERENCE.md.
 
 Modes
-  init      write a random-init model in tpar's format (model.safetensors, or a checkpoint
-            directory DIR/step_XXXXXXXX/{model.safetensors, manifest.json} with --ckpt-dir)
+  init      write a random-init model in tpar's format (model.safetensors, or with --ckpt-dir
+            a checkpoint tpar train can --resume: DIR/step_XXXXXXXX/{model.safetensors,
+            optim.safetensors (zero moments), state.json, manifest.json})
   batch     write a random token batch (safetensors: inputs, targets; I32 (B, T))
   ref       for a model and a batch, write reference values (safetensors):
               logits (B, T, V), loss (1), grad.<param> for every parameter (HF layout),
               train.loss / train.grad_norm / train.lr (N): N AdamW steps on the batch
+  periodic  write a byte text file of period T and the batch tpar train's loader draws from it
+  compare   compare a `tpar train --metrics` file with a reference's per-step values
   selftest  checks of this script itself: finite differences of the loss, an
             independent numpy forward written after Hugging Face's modeling_gpt2,
             torch's AdamW against tpar's documented update formula, file round trips
@@ -369,6 +372,16 @@ def cmd_init(a):
         tmp_dir = step_dir + ".tmp"
         os.makedirs(tmp_dir, exist_ok=True)
         st_write(os.path.join(tmp_dir, "model.safetensors"), tensors, cfg.meta())
+        # A fresh optimizer: zero AdamW moments, named <param>.exp_avg / .exp_avg_sq (NAMING.md).
+        st_write(os.path.join(tmp_dir, "optim.safetensors"),
+                 [(n + sfx, np.zeros_like(t)) for n, t in tensors for sfx in (".exp_avg", ".exp_avg_sq")],
+                 cfg.meta())
+        # The training state tpar's resume reads (src/train/train.c): the step and the data
+        # loader's position; u64 values as decimal strings (docs/CHECKPOINT.md section 4).
+        state = {"step": a.step, "seed": str(a.seed), "data.seed": str(a.seed), "data.pos": "0"}
+        state.update({"config." + k: getattr(cfg, k) for k in Config.KEYS})
+        with open(os.path.join(tmp_dir, "state.json"), "w") as f:
+            json.dump(state, f)
         write_manifest(tmp_dir, a.step)
         if os.path.exists(step_dir):
             raise InputError("%s already exists" % step_dir)
@@ -410,6 +423,52 @@ def write_batch(path, B, T, vocab, seed):
 
 def cmd_batch(a):
     write_batch(a.out, a.B, a.T, a.vocab, a.seed)
+
+
+def cmd_periodic(a):
+    """A byte text file whose tokens repeat with period T, and the batch tpar's loader then
+    draws whatever its shuffle, DP rank or step: every window of T + 1 tokens starting at a
+    multiple of T is the same row (inputs row[0..T-1], targets row[1..T-1] + row[0]). This
+    lets `tpar train` itself (loader, DP reduction, clipping, AdamW, schedule) be compared
+    with the reference on a known batch."""
+    gen = torch.Generator().manual_seed(a.seed)
+    row = torch.randint(ord(" "), ord("~") + 1, (a.T,), generator=gen, dtype=torch.int64).numpy()
+    with open(a.data_out, "wb") as f:
+        f.write(row.astype(np.uint8).tobytes() * a.repeat)
+    inp = np.tile(row, (a.B, 1)).astype(np.int32)
+    st_write(a.batch_out, [("inputs", inp), ("targets", np.roll(inp, -1, axis=1))], {"format": "tpar-batch"})
+    print("wrote %s (%d bytes, period %d) and %s" % (a.data_out, a.T * a.repeat, a.T, a.batch_out))
+
+
+def cmd_compare(a):
+    """Compares `tpar train --metrics` JSON-lines files (one per run) with the reference's
+    train.* values: per step |tpar - torch| <= rtol * |torch| for loss and grad_norm, and
+    1e-6 for lr (the reference stores it as float32)."""
+    ref, _ = st_read(a.ref)
+    n, bad, worst = len(ref["train.loss"]), 0, 0.0
+    for path in a.metrics:
+        try:
+            with open(path) as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+        except (OSError, ValueError) as e:
+            raise InputError("%s: %s" % (path, e))
+        rows = [r for r in rows if "loss" in r and "step" in r]
+        if [r["step"] for r in rows] != list(range(1, n + 1)):
+            raise InputError("%s has steps %s, the reference 1..%d" % (path, [r["step"] for r in rows], n))
+        print("%s:" % os.path.basename(path))
+        for i, r in enumerate(rows):
+            line = "  step %d" % r["step"]
+            for key, tol in (("loss", a.rtol), ("grad_norm", a.rtol), ("lr", 1e-6)):
+                want, got = float(ref["train." + key][i]), float(r[key])
+                rel = abs(got - want) / abs(want)
+                bad += not rel <= tol
+                worst = max(worst, rel) if key != "lr" else worst
+                line += " | %s %.7f (torch %.7f, rel err %.1e)%s" % (key, got, want, rel,
+                                                                       "" if rel <= tol else " FAIL")
+            print(line)
+    print("compare: %d runs of %d steps, worst relative error %.2g (rtol %g), %d mismatches"
+          % (len(a.metrics), n, worst, a.rtol, bad))
+    return 1 if bad else 0
 
 
 def resolve_model_path(path):
@@ -675,11 +734,24 @@ def main(argv):
                    help="the run's total steps, where the cosine ends (<= warmup: constant lr after warmup)")
     p.add_argument("--min-lr-frac", type=float, default=0.1)
     p.add_argument("--final-params", action="store_true", help="also write final.<param> after the steps")
+    p = sub.add_parser("periodic", help="write data of period T and the batch tpar train draws from it")
+    p.add_argument("--T", type=int, required=True)
+    p.add_argument("--B", type=int, required=True)
+    p.add_argument("--repeat", type=int, default=64)
+    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--data-out", required=True)
+    p.add_argument("--batch-out", required=True)
+    p = sub.add_parser("compare", help="compare tpar train --metrics with a reference's train.* values")
+    p.add_argument("--ref", required=True)
+    p.add_argument("--metrics", required=True, nargs="+", help="one JSON-lines file per run")
+    p.add_argument("--rtol", type=float, required=True)
     sub.add_parser("selftest", help="check this script")
     a = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("TPAR_REF_THREADS", "1")))
     try:
-        return {"init": cmd_init, "batch": cmd_batch, "ref": cmd_ref, "selftest": cmd_selftest}[a.mode](a) or 0
+        modes = {"init": cmd_init, "batch": cmd_batch, "ref": cmd_ref, "periodic": cmd_periodic,
+                 "compare": cmd_compare, "selftest": cmd_selftest}
+        return modes[a.mode](a) or 0
     except InputError as e:
         print("gpt2_ref: error: %s" % e, file=sys.stderr)
         return 2
