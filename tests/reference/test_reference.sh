@@ -28,25 +28,20 @@ case $out in *"skipped: "*) echo "$out"; exit 0 ;; esac
 # so both the warmup and the cosine part run; lr 1e-2 so that 5 steps move the loss visibly.
 hyper="--steps 5 --lr 1e-2 --warmup 2 --decay-steps 5 --min-lr-frac 0.1 --beta1 0.9 --beta2 0.95 \
 --eps 1e-8 --weight-decay 0.1 --grad-clip 1.0"
-# shellcheck disable=SC2086
-"$py" "$ref" ref --model "$work/torch.safetensors" --batch "$work/batch.safetensors" $hyper \
-    --out "$work/ref_torch.safetensors"
-for tp in 1 2 4; do
-    echo "== a PyTorch checkpoint in tpar at TP=$tp"
-    "$tpar" launch -n "$tp" -- "$exe" check "$work/torch.safetensors" "$work/batch.safetensors" \
-        "$work/ref_torch.safetensors" "$work"
-done
+# The reference for a model file, then tpar on that file at TP = 1, 2, 4 against it.
+ref_and_check() { # MODEL NAME
+    # shellcheck disable=SC2086
+    "$py" "$ref" ref --model "$1" --batch "$work/batch.safetensors" $hyper --out "$work/ref_$2.safetensors"
+    for tp in 1 2 4; do
+        echo "== the $2 checkpoint in tpar at TP=$tp"
+        "$tpar" launch -n "$tp" -- "$exe" check "$1" "$work/batch.safetensors" "$work/ref_$2.safetensors" "$work"
+    done
+}
+ref_and_check "$work/torch.safetensors" PyTorch
 
-echo "== a tpar checkpoint (tpar's init, saved at TP=2) in PyTorch"
+echo "== tpar's init, saved at TP=2, in PyTorch"
 "$tpar" launch -n 2 -- "$exe" init 1337 "$work/torch.safetensors" "$work/tpar.safetensors"
-# shellcheck disable=SC2086
-"$py" "$ref" ref --model "$work/tpar.safetensors" --batch "$work/batch.safetensors" $hyper \
-    --out "$work/ref_tpar.safetensors"
-for tp in 1 2 4; do
-    echo "== the tpar checkpoint against PyTorch at TP=$tp"
-    "$tpar" launch -n "$tp" -- "$exe" check "$work/tpar.safetensors" "$work/batch.safetensors" \
-        "$work/ref_tpar.safetensors" "$work"
-done
+ref_and_check "$work/tpar.safetensors" tpar
 
 # The tiny preset with weights N(0, 0.15) (logits of std ~1.7), tpar's default hyper-parameters
 # (lr 1e-3, AdamW 0.9/0.95/1e-8, weight decay 0.1, clipping at 1) with warmup 2 of 5 steps.
