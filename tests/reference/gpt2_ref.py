@@ -6,7 +6,7 @@ nn.LayerNorm, F.gelu(approximate="tanh"), softmax attention, F.cross_entropy and
 torch.optim.AdamW; safetensors files are read and written with the standard library's
 json and numpy (no `safetensors` package). Test-only: tpar never needs Python or torch.
 
-Checkpoints follow docs/NAMING (Hugging Face GPT-2 names, Conv1D [in, out] weights,
+Checkpoints follow docs/CHECKPOINT.md (Hugging Face GPT-2 names, Conv1D [in, out] weights,
 tied head, no "transformer." prefix, config in __metadata__); see docs/REFERENCE.md.
 
 Modes
@@ -155,7 +155,7 @@ class Config:
         return m
 
     def shapes(self):
-        """Parameter names and global shapes, in NAMING.md's order."""
+        """Parameter names and global shapes, in the order of the names list of docs/CHECKPOINT.md."""
         V, C, T = self.vocab_size, self.n_embd, self.n_positions
         out = [("wte.weight", (V, C)), ("wpe.weight", (T, C))]
         for i in range(self.n_layer):
@@ -372,7 +372,7 @@ def cmd_init(a):
         tmp_dir = step_dir + ".tmp"
         os.makedirs(tmp_dir, exist_ok=True)
         st_write(os.path.join(tmp_dir, "model.safetensors"), tensors, cfg.meta())
-        # A fresh optimizer: zero AdamW moments, named <param>.exp_avg / .exp_avg_sq (NAMING.md).
+        # A fresh optimizer: zero AdamW moments, named <param>.exp_avg / .exp_avg_sq as tpar saves them.
         st_write(os.path.join(tmp_dir, "optim.safetensors"),
                  [(n + sfx, np.zeros_like(t)) for n, t in tensors for sfx in (".exp_avg", ".exp_avg_sq")],
                  cfg.meta())
@@ -504,7 +504,7 @@ def cmd_ref(a):
     hyper = {k: getattr(a, k) for k in ("steps", "lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip",
                                         "warmup", "decay_steps", "min_lr_frac", "dtype")}
     st_write(a.out, out, dict(hyper, torch=torch.__version__, loss="%.9g" % loss.item()))
-    after = ", after %d AdamW steps %.6f" % (a.steps, losses[-1]) if a.steps > 0 else ""
+    after = ", AdamW step %d loss %.6f" % (a.steps, losses[-1]) if a.steps > 0 else ""
     print("loss %.6f%s -> %s" % (loss.item(), after, a.out))
 
 
@@ -668,7 +668,7 @@ def cmd_selftest(a):
         t1, meta = st_read(I.out)
         t2, _ = st_read(os.path.join(d, "ck", "step_00000000", "model.safetensors"))
         ck(meta["format"] == "tpar-gpt2" and meta["n_embd"] == "8", "metadata %s" % meta)
-        ck(list(t1) == [n for n, _ in Config(1, 2, 8, 11, 6).shapes()], "tensor order is NAMING.md's")
+        ck(list(t1) == [n for n, _ in Config(1, 2, 8, 11, 6).shapes()], "tensors in the checkpoint order")
         ck(all(np.array_equal(t1[k], t2[k]) for k in t1), "same seed, same weights in both forms")
         with open(I.out, "rb") as f:
             (hn,) = struct.unpack("<Q", f.read(8))
