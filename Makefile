@@ -33,8 +33,11 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The main job: train the `tiny` GPT at TP=2 on tinyshakespeare for a few minutes, then sample.
+RUN_ARGS ?= --model tiny --tp 2 --batch 16 --seq 64 --steps 800 --lr 3e-3 --warmup 30 \
+            --val-every 100 --log-every 25 --sample 500
 run: build
-	./$(BUILD)/tpar info
+	./$(BUILD)/tpar train --data data/tinyshakespeare.txt $(RUN_ARGS)
 
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

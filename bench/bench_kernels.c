@@ -1,7 +1,8 @@
 /* bench_kernels: the kernels at GPT-2 small shapes (hidden 768, 12 heads, ffn 3072,
  * vocab 50304) on one rank with one OpenBLAS thread.
  *
- *   bench_kernels [--tokens N[,N...]] [--reps R]    (default tokens 256,1024,2048; reps 5)
+ *   bench_kernels [--tokens N[,N...]] [--reps R] [--wall]
+ *   (default tokens 256,1024,2048; reps 5; clock: this thread's CPU time)
  *
  * For each token count B*T (T = min(B*T, 1024)) it prints:
  *   1. a transformer block forward + backward as a sequence of kernels (layernorm, QKV
@@ -11,10 +12,16 @@
  *      of the block time that is not GEMM;
  *   2. our matmul against a raw cblas_sgemm on the same shapes, side by side (GFLOP/s
  *      and the ratio), forward and both backward GEMMs;
- *   3. kernels outside the block: embedding, fused softmax + cross-entropy, AdamW.
- * Times are the minimum over the repetitions (the machine is shared and noisy; the
- * minimum is the least disturbed run). Nothing here asserts on time. */
+ *   3. fused kernels against the same work done unfused, side by side;
+ *   4. kernels outside the block: embedding, fused softmax + cross-entropy, AdamW.
+ * Times are the minimum over the repetitions of this thread's CPU time (the kernels and
+ * OpenBLAS with one thread all run on the calling thread): on a shared machine that
+ * leaves out the time the process waits for a core, which wall-clock minima do not fully
+ * do. --wall uses the monotonic wall clock instead. Side-by-side pairs alternate run by
+ * run. Nothing here asserts on time. */
+#define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +29,14 @@
 #include "tpar/kernels.h"
 
 enum { C = 768, NH = 12, FF = 3072, VOCAB = 50257, VP = 50304, TMAX = 1024 };
+
+static int use_wall;
+static double now(void) {
+    if (use_wall) return tpar_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static float *alloc_rand(size_t n, uint64_t seed) {
     float *p = tpar_calloc_aligned(n, sizeof(float));
@@ -50,10 +65,10 @@ typedef struct {
 /* step(s, name, cat) ends the step that began at the previous call */
 static void step_begin(steps_t *s) {
     s->i = 0;
-    s->t0 = tpar_now();
+    s->t0 = now();
 }
 static void step(steps_t *s, const char *name, cat_t cat) {
-    double t = tpar_now(), dt = t - s->t0;
+    double t = now(), dt = t - s->t0;
     if (s->i == s->n) {
         s->name[s->n] = name;
         s->cat[s->n] = cat;
@@ -63,7 +78,7 @@ static void step(steps_t *s, const char *name, cat_t cat) {
         s->best[s->i] = dt;
     }
     s->i++;
-    s->t0 = tpar_now();
+    s->t0 = now();
 }
 
 typedef struct { /* parameters and their gradients, activations and theirs: llm.c's layout */
@@ -188,6 +203,23 @@ static void attention_gemms_only(block_t *b, float *dqkv, float *datty, int B, i
         }
 }
 
+typedef struct {
+    block_t *b;
+    float *dqkv, *datty;
+    int B, T, gemms_only;
+} attn_arg_t;
+
+static void attn_run(void *p) {
+    attn_arg_t *a = p;
+    block_t *b = a->b;
+    if (a->gemms_only) {
+        attention_gemms_only(b, a->dqkv, a->datty, a->B, a->T);
+        return;
+    }
+    tpar_attention_forward(b->atty, b->lse, b->qkv, b->scratch, a->B, a->T, C, NH);
+    tpar_attention_backward(a->dqkv, a->datty, b->qkv, b->atty, b->lse, b->scratch, a->B, a->T, C, NH);
+}
+
 static void block_free(block_t *b) {
     float *bufs[] = {b->ln1w, b->x, b->ln1, b->m1, b->r1, b->qkv, b->lse, b->atty, b->proj, b->x2, b->ln2,
                      b->m2, b->r2, b->fch, b->fchg, b->fcp, b->x3, b->dparams, b->dacts, b->scratch};
@@ -201,16 +233,17 @@ typedef struct {
     int N, K, M; /* out (N, M), inner K */
 } gemm_shape_t;
 
-static double time_min(int reps, void (*fn)(void *), void *arg) {
-    fn(arg); /* warm-up */
-    double best = 1e30;
-    for (int r = 0; r < reps; r++) {
-        double t = tpar_now();
-        fn(arg);
-        t = tpar_now() - t;
-        best = t < best ? t : best;
-    }
-    return best;
+/* Best time of fn(a) and of fn(b), alternating a, b, a, b, ... after one warm-up each. */
+static void time_pair(int reps, void (*fn)(void *), void *a, void *b, double best[2]) {
+    fn(a), fn(b);
+    best[0] = best[1] = 1e30;
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < 2; k++) {
+            double t = now();
+            fn(k ? b : a);
+            t = now() - t;
+            best[k] = t < best[k] ? t : best[k];
+        }
 }
 
 typedef struct {
@@ -258,10 +291,9 @@ static void bench_gemm(int N, int reps) {
         int dims[3][3] = {{N, g.C, g.OC}, {N, g.OC, g.C}, {g.OC, N, g.C}};
         for (int k = 0; k < 3; k++) {
             double t[2];
-            for (int r = 0; r < 2; r++) {
-                g.which = 2 * k + r;
-                t[r] = time_min(reps, gemm_run, &g);
-            }
+            gemm_arg_t ours = g, raw = g;
+            ours.which = 2 * k, raw.which = 2 * k + 1;
+            time_pair(reps, gemm_run, &ours, &raw, t);
             char shape[32];
             snprintf(shape, sizeof shape, "%dx%dx%d", dims[k][0], dims[k][1], dims[k][2]);
             printf("  %-9s %-7s %-17s %10.1f %10.1f %8.3f\n", sh[s].name, pass[k], shape, flop / t[0] * 1e-9,
@@ -269,6 +301,74 @@ static void bench_gemm(int N, int reps) {
         }
         float *f[] = {g.inp, g.w, g.bias, g.out, g.dout, g.dinp, g.dw};
         for (int i = 0; i < 7; i++) tpar_free(f[i]);
+    }
+}
+
+/* ---- fused vs unfused -------------------------------------------------------------------- */
+
+typedef struct {
+    int which, N, W;
+    float *x, *bias, *res, *out, *dout, *dx, *db, *dres;
+} fuse_arg_t;
+
+static void add_bias(float *out, const float *x, const float *bias, int N, int W) { /* unfused stand-in */
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < W; j++) out[(size_t)i * W + j] = x[(size_t)i * W + j] + bias[j];
+}
+static void sum_rows(float *db, const float *d, int N, int W) { /* unfused stand-in: the dbias pass */
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < W; j++) db[j] += d[(size_t)i * W + j];
+}
+
+static void fuse_run(void *p) {
+    fuse_arg_t *a = p;
+    const size_t n = (size_t)a->N * a->W;
+    switch (a->which) {
+    case 0: tpar_bias_gelu_forward(a->out, a->x, a->bias, a->N, a->W); break;
+    case 1: add_bias(a->out, a->x, a->bias, a->N, a->W), tpar_gelu_forward(a->out, a->out, n); break;
+    case 2: tpar_bias_gelu_backward(a->dx, a->db, a->x, a->bias, a->dout, a->N, a->W); break;
+    case 3: /* the unfused forward kept gelu's input (x + bias) in out */
+        tpar_gelu_backward(a->dx, a->out, a->dout, n), sum_rows(a->db, a->dx, a->N, a->W);
+        break;
+    case 4: tpar_bias_dropout_residual_forward(a->out, a->x, a->bias, a->res, a->N, a->W, 0.1f, 1, 0); break;
+    case 5:
+        add_bias(a->out, a->x, a->bias, a->N, a->W);
+        tpar_dropout_forward(a->out, a->out, n, 0.1f, 1, 0);
+        tpar_residual_forward(a->out, a->out, a->res, n);
+        break;
+    case 6: tpar_bias_dropout_residual_backward(a->dx, a->db, a->dres, a->dout, a->N, a->W, 0.1f, 1, 0); break;
+    case 7:
+        tpar_dropout_backward(a->dx, a->dout, n, 0.1f, 1, 0);
+        sum_rows(a->db, a->dx, a->N, a->W);
+        for (size_t i = 0; i < n; i++) a->dres[i] += a->dout[i];
+        break;
+    }
+}
+
+static void bench_fusion(int N, int reps) {
+    printf("\n  fused vs unfused (bias add / dbias as separate passes), ms\n");
+    printf("  %-26s %-12s %9s %9s %8s\n", "kernel", "shape", "fused", "unfused", "speedup");
+    const struct { const char *name; int W, which; } k[] = {{"bias+GELU fwd", FF, 0}, {"bias+GELU bwd", FF, 2},
+                                                           {"bias+dropout+residual fwd", C, 4},
+                                                           {"bias+dropout+residual bwd", C, 6}};
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++) {
+        const size_t n = (size_t)N * k[i].W;
+        fuse_arg_t a = {0, N, k[i].W, alloc_rand(n, 20), alloc_rand(k[i].W, 21), alloc_rand(n, 22),
+                        alloc_rand(n, 0), alloc_rand(n, 23), alloc_rand(n, 0), alloc_rand(k[i].W, 0),
+                        alloc_rand(n, 0)};
+        if (k[i].which == 2) { /* the unfused GELU backward reads its forward's output */
+            a.which = 1;
+            fuse_run(&a);
+        }
+        double t[2];
+        fuse_arg_t fused = a, unfused = a;
+        fused.which = k[i].which, unfused.which = k[i].which + 1;
+        time_pair(reps, fuse_run, &fused, &unfused, t);
+        char shape[32];
+        snprintf(shape, sizeof shape, "(%d, %d)", N, k[i].W);
+        printf("  %-26s %-12s %9.3f %9.3f %8.2f\n", k[i].name, shape, t[0] * 1e3, t[1] * 1e3, t[1] / t[0]);
+        float *f[] = {a.x, a.bias, a.res, a.out, a.dout, a.dx, a.db, a.dres};
+        for (int j = 0; j < 8; j++) tpar_free(f[j]);
     }
 }
 
@@ -288,16 +388,16 @@ static void bench_other(int B, int T, int reps) {
     float *pp = alloc_rand(np, 13), *gg = alloc_rand(np, 14), *mm = alloc_rand(np, 0), *vv = alloc_rand(np, 0);
     const tpar_adamw_t cfg = {3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
     for (int r = 0; r <= reps; r++) {
-        double t0 = tpar_now();
+        double t0 = now();
         tpar_status st = tpar_embedding_forward(emb, tok, wte, wpe, B, T, C, VOCAB, 0, VOCAB, &err);
-        double t1 = tpar_now();
+        double t1 = now();
         tpar_embedding_backward(wte, wpe, emb, tok, B, T, C, 0, VOCAB);
-        double t2 = tpar_now();
+        double t2 = now();
         /* in place: the logits become dlogits, so restore them (not timed) afterwards */
         if (st == TPAR_OK) st = tpar_xent_forward_backward(&l, logits, logits, tok, N, VOCAB, VP, -1, 1.0f, &err);
-        double t3 = tpar_now();
+        double t3 = now();
         if (st == TPAR_OK) st = tpar_adamw_update(pp, gg, mm, vv, np, &cfg, r + 1, &err);
-        double t4 = tpar_now();
+        double t4 = now();
         if (st != TPAR_OK) {
             fprintf(stderr, "bench_kernels: %s\n", err.msg);
             exit(1);
@@ -326,11 +426,13 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--wall")) {
+            use_wall = 1;
         } else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) {
             ntok = 0;
             for (char *s = strtok(argv[++i], ","); s && ntok < 8; s = strtok(NULL, ",")) tokens[ntok++] = atoi(s);
         } else {
-            fprintf(stderr, "usage: bench_kernels [--tokens N[,N...]] [--reps R]\n");
+            fprintf(stderr, "usage: bench_kernels [--tokens N[,N...]] [--reps R] [--wall]\n");
             return 2;
         }
     }
@@ -343,8 +445,8 @@ int main(int argc, char **argv) {
     tpar_blas_set_threads(1, &err);
     tpar_build_info_t bi;
     tpar_build_info(&bi);
-    printf("bench_kernels: GPT-2 small shapes (C %d, %d heads, ffn %d), 1 BLAS thread, min of %d reps\n", C, NH,
-           FF, reps);
+    printf("bench_kernels: GPT-2 small shapes (C %d, %d heads, ffn %d), 1 BLAS thread, min of %d reps, %s\n", C,
+           NH, FF, reps, use_wall ? "wall clock" : "thread CPU time");
     printf("BLAS: %s\n", bi.blas);
     for (int i = 0; i < ntok; i++) {
         const int T = tokens[i] < TMAX ? tokens[i] : TMAX, B = tokens[i] / T;
@@ -354,26 +456,23 @@ int main(int argc, char **argv) {
         steps_t s = {0};
         double total = 1e30;
         for (int r = 0; r <= reps; r++) {
-            double t0 = tpar_now();
+            double t0 = now();
             block_fwd_bwd(&b, &s, B, T);
-            double t = tpar_now() - t0;
+            double t = now() - t0;
             if (r == 0) { /* warm-up: forget its step times */
                 s.n = 0;
                 continue;
             }
             total = t < total ? t : total;
         }
-        /* attention's GEMMs alone, on the block's own buffers (after the timed runs) */
-        double attn_gemm = 1e30;
-        float *dq = alloc_rand((size_t)B * T * 3 * C, 0), *da = alloc_rand((size_t)B * T * C, 15);
-        for (int r = 0; r <= reps; r++) {
-            double t0 = tpar_now();
-            attention_gemms_only(&b, dq, da, B, T);
-            double t = tpar_now() - t0;
-            if (r > 0 && t < attn_gemm) attn_gemm = t;
-        }
-        tpar_free(dq);
-        tpar_free(da);
+        /* attention whole vs its sgemm calls alone, side by side on the block's buffers */
+        attn_arg_t at = {&b, alloc_rand((size_t)B * T * 3 * C, 0), alloc_rand((size_t)B * T * C, 15), B, T, 0};
+        attn_arg_t ag = at;
+        ag.gemms_only = 1;
+        double attn_t[2];
+        time_pair(reps, attn_run, &at, &ag, attn_t);
+        tpar_free(at.dqkv);
+        tpar_free(at.datty);
         double cat[3] = {0, 0, 0}, sum = 0;
         printf("  %-20s %-10s %10s %7s\n", "block step", "kind", "ms", "share");
         for (int k = 0; k < s.n; k++) sum += s.best[k];
@@ -386,15 +485,18 @@ int main(int argc, char **argv) {
                total * 1e3);
         printf("  share of block time: GEMM %.1f%%, attention %.1f%%, other (non-GEMM kernels) %.1f%%\n",
                100 * cat[CAT_GEMM] / sum, 100 * cat[CAT_ATTN] / sum, 100 * cat[CAT_OTHER] / sum);
-        const double attn_other = cat[CAT_ATTN] > attn_gemm ? cat[CAT_ATTN] - attn_gemm : 0.0;
-        printf("  attention fwd+bwd %.3f ms, of which its sgemm calls alone take %.3f ms\n", cat[CAT_ATTN] * 1e3,
-               attn_gemm * 1e3);
+        const double attn_frac = attn_t[0] > attn_t[1] ? 1.0 - attn_t[1] / attn_t[0] : 0.0;
+        const double attn_other = cat[CAT_ATTN] * attn_frac;
+        printf("  attention fwd+bwd alone %.3f ms, its sgemm calls alone %.3f ms (side by side): %.1f%% of\n"
+               "  attention is not GEMM\n",
+               attn_t[0] * 1e3, attn_t[1] * 1e3, 100 * attn_frac);
         printf("  NON-GEMM SHARE of block fwd+bwd: %.1f%% (other kernels + attention minus its sgemms)\n"
                "    bounds: %.1f%% (attention all GEMM) .. %.1f%% (attention all non-GEMM)\n",
                100 * (cat[CAT_OTHER] + attn_other) / sum, 100 * cat[CAT_OTHER] / sum,
                100 * (cat[CAT_OTHER] + cat[CAT_ATTN]) / sum);
         block_free(&b);
         bench_gemm(B * T, reps);
+        bench_fusion(B * T, reps);
         bench_other(B, T, reps);
     }
     return 0;

@@ -6,8 +6,8 @@
  *
  * Conventions (read once, they hold for every function below):
  * - Backward kernels ACCUMULATE into every gradient they write (`+=`, like llm.c), so
- *   the caller zeroes gradient buffers once per step. A gradient pointer documented as
- *   "may be NULL" is skipped. The one exception is tpar_xent_forward_backward, which
+ *   the caller zeroes gradient buffers once per step. A gradient pointer documented
+ *   "or NULL" is skipped when NULL. The one exception is tpar_xent_forward_backward, which
  *   starts the backward pass and writes (`=`) dlogits, possibly over the logits.
  * - Hot kernels return void: they cannot fail once their preconditions hold. The
  *   preconditions are: every int size >= 1, every product of sizes that indexes a
@@ -196,7 +196,7 @@ tpar_status tpar_check_attention(int B, int T, int C, int NH, tpar_err_t *err);
 /* out[b,t] = wte[tokens[b,t] - v0] (when v0 <= token < v0 + Vl, else zeros) + wpe[t].
  * The vocabulary range lets a vocab-parallel embedding use this as is (Vl = V, v0 = 0
  * on one rank); wpe may be NULL (add positions once, after the reduction). Every token
- * must be in [0, V): else TPAR_ERR_INVALID_ARG naming the position, and out is undefined. */
+ * must be in [0, V): else TPAR_ERR_INVALID_ARG naming the position, and nothing is written. */
 tpar_status tpar_embedding_forward(float *out,         // (B, T, C)
                                    const int *tokens,  // (B, T)
                                    const float *wte,   // (Vl, C) rows v0 .. v0+Vl-1

@@ -26,6 +26,16 @@ tpar_status comm_fail(tpar_comm_t *c, tpar_status code, const char *fmt, ...) {
     return code;
 }
 
+int comm_local_ranks(int fallback) {
+    static const char *vars[] = {"TPAR_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        long long v;
+        const char *s = getenv(vars[i]);
+        if (s && tpar_parse_int(s, 1, 1 << 20, &v) == TPAR_OK) return (int)v;
+    }
+    return fallback;
+}
+
 tpar_comm_config_t tpar_comm_config_default(void) {
     tpar_comm_config_t c = {TPAR_BACKEND_AUTO, 0.0, -1};
     return c;
@@ -41,7 +51,7 @@ static tpar_status backend_from_env(tpar_backend *b, tpar_err_t *err) {
     return TPAR_OK;
 }
 
-static tpar_comm_t *comm_new(int rank, int size) {
+tpar_comm_t *comm_new(int rank, int size) {
     tpar_comm_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->world_ranks = calloc((size_t)size, sizeof *c->world_ranks);
@@ -71,12 +81,8 @@ static tpar_status resolve_config(const tpar_comm_config_t *in, tpar_comm_config
         else if (p && !strcmp(p, "inline")) out->progress_thread = 0;
         else if (p && *p && strcmp(p, "auto"))
             return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "TPAR_COMM_PROGRESS='%s': expected thread, inline or auto", p);
-        else {
-            /* A worker only helps when it has a core of its own. */
-            long long local = 1;
-            tpar_env_int("TPAR_LOCAL_SIZE", 1, 1, 1 << 20, &local, NULL);
-            out->progress_thread = tpar_num_cores() > local;
-        }
+        else /* a worker only helps when it has a core of its own */
+            out->progress_thread = tpar_num_cores() > comm_local_ranks(1);
     }
     return TPAR_OK;
 }
@@ -93,6 +99,10 @@ tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpa
 #endif
     int tpar_job = getenv("TPAR_RANK") != NULL;
     if (rc.backend == TPAR_BACKEND_AUTO) rc.backend = (mpi_job && !tpar_job) ? TPAR_BACKEND_HIER : TPAR_BACKEND_SHM;
+    if ((rc.backend == TPAR_BACKEND_MPI || rc.backend == TPAR_BACKEND_HIER) && tpar_job && !mpi_job)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "backend '%s' needs ranks started by mpirun/srun, not `tpar launch` (use shm there)",
+                            tpar_backend_name(rc.backend));
 
     long long rank = 0, size = 1;
     if (tpar_job || rc.backend == TPAR_BACKEND_SHM) {
@@ -104,7 +114,6 @@ tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpa
     c->cfg = rc;
     c->backend = rc.backend;
     c->timeout_s = rc.timeout_s;
-    c->is_world = 1;
     c->world_rank = c->rank;
     for (int i = 0; i < c->size; i++) c->world_ranks[i] = i;
 
@@ -261,7 +270,7 @@ static uint64_t hash_counts(const size_t *counts, int n) {
     return h;
 }
 
-/* Checks a call and fills k. nelems: elements this rank sends (for overflow and accounting). */
+/* Checks a call, numbers it, counts it in the stats and fills k. */
 static tpar_status prepare(tpar_comm_t *c, coll_kind kind, const void *sbuf, void *rbuf, size_t count,
                            tpar_dtype dt, tpar_op op, coll_t *k) {
     const char *fn = coll_name(kind);

@@ -1,25 +1,430 @@
-/* mpi and hier backends (placeholder while shm lands). */
+/* mpi and hier backends.
+ *
+ * mpi: every call maps to its MPI counterpart, issued non-blocking (MPI_Iallreduce, ...) and
+ * completed by an MPI_Test loop, so that TPAR_COMM_TIMEOUT holds here too. bfloat16
+ * reductions run in float32 (converted in, reduced, rounded once on the way out).
+ *
+ * hier: ranks are grouped into hosts (MPI_COMM_TYPE_SHARED, or TPAR_COMM_HIER_HOST_SIZE
+ * consecutive ranks per pretend host, to run the two-level path on one machine). Within a
+ * host a shm communicator, between hosts one MPI communicator per local rank. All-reduce is
+ * two-level: intra-host reduce-scatter (shm), inter-host all-reduce of each slice (MPI),
+ * intra-host all-gather (shm). With a single host every call goes to shm; other calls across
+ * hosts go to MPI on the whole group.
+ *
+ * shm under mpirun: the local leader makes the arena memfd and the others open it through
+ * /proc/<pid>/fd/<fd> (same user; nothing is ever named in /dev/shm). */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <limits.h>
+#include <mpi.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
-int mpi_started_by_launcher(void) { return getenv("OMPI_COMM_WORLD_SIZE") != NULL; }
+struct mpi_comm {
+    MPI_Comm comm;       /* all members */
+    tpar_comm_t *local;  /* hier: shm among the members on this host */
+    MPI_Comm cross;      /* hier: members with the same local rank, one per host */
+    int nhosts;
+    int two_level;       /* hier: every host has the same number of members */
+};
+
+int mpi_started_by_launcher(void) {
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+
+static tpar_status mpi_err(tpar_comm_t *c, int rc, const char *what) {
+    char s[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, s, &len);
+    return comm_fail(c, TPAR_ERR_SYS, "%s (MPI backend): %s", what, s);
+}
+
+static MPI_Datatype mpi_type(tpar_dtype dt) {
+    switch (dt) {
+    case TPAR_F32: return MPI_FLOAT;
+    case TPAR_BF16: return MPI_UINT16_T; /* moved as bits; reduced in float32 */
+    case TPAR_I32: return MPI_INT32_T;
+    case TPAR_I64: return MPI_INT64_T;
+    default: return MPI_DOUBLE;
+    }
+}
+
+static MPI_Op mpi_op(tpar_op op) { return op == TPAR_SUM ? MPI_SUM : op == TPAR_MAX ? MPI_MAX : MPI_MIN; }
+
+/* Completes req within the communicator's deadline; polls, then yields, then naps. */
+static tpar_status mpi_complete(tpar_comm_t *c, MPI_Request *req, MPI_Status *status, const coll_t *k) {
+    double t0 = tpar_now();
+    for (long i = 0;; i++) {
+        int flag = 0;
+        int rc = MPI_Test(req, &flag, status ? status : MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) return mpi_err(c, rc, coll_name(k->kind));
+        if (flag) return TPAR_OK;
+        if (i < 256) continue;
+        if ((i & 63) == 0 && tpar_now() - t0 > c->timeout_s)
+            return comm_fail(c, TPAR_ERR_TIMEOUT,
+                             "%s #%llu (%zu x %s) on a %d-rank MPI communicator: timed out after %g s; a rank did "
+                             "not take part (MPI cannot say which; TPAR_COMM_TIMEOUT sets the deadline)",
+                             coll_name(k->kind), (unsigned long long)k->seq, k->count, tpar_dtype_name(k->dt),
+                             c->size, c->timeout_s);
+        if (i < 4096) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, 50 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static int fits_int(size_t n) { return n <= (size_t)INT_MAX; }
+
+static tpar_status too_big(tpar_comm_t *c, const coll_t *k) {
+    return comm_fail(c, TPAR_ERR_UNSUPPORTED, "%s: %zu elements exceed MPI's int counts; split the call",
+                     coll_name(k->kind), k->count);
+}
+
+static float *to_f32(const uint16_t *h, size_t n) {
+    float *f = malloc((n ? n : 1) * sizeof *f);
+    if (f)
+        for (size_t i = 0; i < n; i++) f[i] = tpar_bf16_to_f32(h[i]);
+    return f;
+}
+
+/* All-reduce on an MPI communicator (also the inter-host step of hier). */
+static tpar_status mpi_allreduce_on(tpar_comm_t *c, MPI_Comm comm, const void *sbuf, void *rbuf, size_t count,
+                                    tpar_dtype dt, tpar_op op, const coll_t *k) {
+    if (!fits_int(count)) return too_big(c, k);
+    MPI_Request req;
+    if (dt != TPAR_BF16) {
+        int rc = MPI_Iallreduce(sbuf == rbuf ? MPI_IN_PLACE : sbuf, rbuf, (int)count, mpi_type(dt), mpi_op(op), comm,
+                                &req);
+        return rc != MPI_SUCCESS ? mpi_err(c, rc, "allreduce") : mpi_complete(c, &req, NULL, k);
+    }
+    float *f = to_f32(sbuf, count);
+    if (!f) return comm_fail(c, TPAR_ERR_NOMEM, "allreduce: out of memory");
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, f, (int)count, MPI_FLOAT, mpi_op(op), comm, &req);
+    tpar_status st = rc != MPI_SUCCESS ? mpi_err(c, rc, "allreduce") : mpi_complete(c, &req, NULL, k);
+    for (size_t i = 0; !st && i < count; i++) ((uint16_t *)rbuf)[i] = tpar_f32_to_bf16(f[i]);
+    free(f);
+    return st;
+}
+
+/* reduce_scatter(v) with per-rank counts. */
+static tpar_status mpi_reduce_scatter(tpar_comm_t *c, const coll_t *k, const size_t *counts) {
+    int n = c->size;
+    int *ic = malloc((size_t)n * sizeof *ic);
+    if (!ic) return comm_fail(c, TPAR_ERR_NOMEM, "reduce_scatter: out of memory");
+    size_t total = 0;
+    for (int q = 0; q < n; q++) {
+        if (!fits_int(counts[q])) {
+            free(ic);
+            return too_big(c, k);
+        }
+        ic[q] = (int)counts[q];
+        total += counts[q];
+    }
+    MPI_Request req;
+    tpar_status st;
+    if (k->dt != TPAR_BF16) {
+        int rc = MPI_Ireduce_scatter(k->in_place ? MPI_IN_PLACE : k->sbuf, k->rbuf, ic, mpi_type(k->dt),
+                                     mpi_op(k->op), c->mpi->comm, &req);
+        st = rc != MPI_SUCCESS ? mpi_err(c, rc, "reduce_scatter") : mpi_complete(c, &req, NULL, k);
+    } else {
+        float *f = to_f32(k->sbuf, total);
+        if (!f) {
+            free(ic);
+            return comm_fail(c, TPAR_ERR_NOMEM, "reduce_scatter: out of memory");
+        }
+        int rc = MPI_Ireduce_scatter(MPI_IN_PLACE, f, ic, MPI_FLOAT, mpi_op(k->op), c->mpi->comm, &req);
+        st = rc != MPI_SUCCESS ? mpi_err(c, rc, "reduce_scatter") : mpi_complete(c, &req, NULL, k);
+        for (size_t i = 0; !st && i < counts[c->rank]; i++) ((uint16_t *)k->rbuf)[i] = tpar_f32_to_bf16(f[i]);
+        free(f);
+    }
+    free(ic);
+    return st;
+}
+
+static tpar_status mpi_allgatherv(tpar_comm_t *c, const coll_t *k) {
+    int n = c->size;
+    int *ic = malloc(2 * (size_t)n * sizeof *ic);
+    if (!ic) return comm_fail(c, TPAR_ERR_NOMEM, "allgatherv: out of memory");
+    for (int q = 0; q < n; q++) {
+        size_t cnt = k->kind == COLL_ALLGATHER ? k->count : k->counts[q];
+        size_t d = k->kind == COLL_ALLGATHER ? (size_t)q * k->count : k->displs[q];
+        if (!fits_int(cnt) || !fits_int(d)) {
+            free(ic);
+            return too_big(c, k);
+        }
+        ic[q] = (int)cnt;
+        ic[n + q] = (int)d;
+    }
+    MPI_Request req;
+    int rc = MPI_Iallgatherv(k->in_place ? MPI_IN_PLACE : k->sbuf, ic[c->rank], mpi_type(k->dt), k->rbuf, ic,
+                             ic + n, mpi_type(k->dt), c->mpi->comm, &req);
+    free(ic);
+    return rc != MPI_SUCCESS ? mpi_err(c, rc, "allgather") : mpi_complete(c, &req, NULL, k);
+}
+
+tpar_status mpi_exec(tpar_comm_t *c, const coll_t *k) {
+    MPI_Comm comm = c->mpi->comm;
+    MPI_Datatype t = mpi_type(k->dt);
+    MPI_Request req;
+    int rc;
+    switch (k->kind) {
+    case COLL_ALLREDUCE: return mpi_allreduce_on(c, comm, k->sbuf, k->rbuf, k->count, k->dt, k->op, k);
+    case COLL_REDUCE_SCATTER: {
+        size_t *cnt = malloc((size_t)c->size * sizeof *cnt);
+        if (!cnt) return comm_fail(c, TPAR_ERR_NOMEM, "reduce_scatter: out of memory");
+        for (int q = 0; q < c->size; q++) cnt[q] = k->count;
+        tpar_status st = mpi_reduce_scatter(c, k, cnt);
+        free(cnt);
+        return st;
+    }
+    case COLL_REDUCE_SCATTERV: return mpi_reduce_scatter(c, k, k->counts);
+    case COLL_ALLGATHER:
+    case COLL_ALLGATHERV: return mpi_allgatherv(c, k);
+    case COLL_BROADCAST:
+        if (!fits_int(k->count)) return too_big(c, k);
+        rc = MPI_Ibcast(k->rbuf, (int)k->count, t, k->root, comm, &req);
+        break;
+    case COLL_ALLTOALL:
+        if (!fits_int(k->count)) return too_big(c, k);
+        rc = MPI_Ialltoall(k->in_place ? MPI_IN_PLACE : k->sbuf, (int)k->count, t, k->rbuf, (int)k->count, t,
+                           comm, &req);
+        break;
+    case COLL_BARRIER: rc = MPI_Ibarrier(comm, &req); break;
+    case COLL_SEND:
+        if (!fits_int(k->count)) return too_big(c, k);
+        rc = MPI_Isend(k->sbuf, (int)k->count, t, k->peer, k->tag, comm, &req);
+        break;
+    case COLL_RECV: {
+        if (!fits_int(k->count)) return too_big(c, k);
+        MPI_Status status;
+        rc = MPI_Irecv(k->rbuf, (int)k->count, t, k->peer, k->tag, comm, &req);
+        if (rc != MPI_SUCCESS) return mpi_err(c, rc, "recv");
+        tpar_status st = mpi_complete(c, &req, &status, k);
+        int got = 0;
+        if (!st) MPI_Get_count(&status, t, &got);
+        if (!st && (size_t)got != k->count)
+            return comm_fail(c, TPAR_ERR_MISMATCH, "recv from rank %d, tag %d: expected %zu x %s, the message had %d",
+                             k->peer, k->tag, k->count, tpar_dtype_name(k->dt), got);
+        return st;
+    }
+    default: return comm_fail(c, TPAR_ERR_INTERNAL, "mpi: unknown call %d", (int)k->kind);
+    }
+    return rc != MPI_SUCCESS ? mpi_err(c, rc, coll_name(k->kind)) : mpi_complete(c, &req, NULL, k);
+}
+
+/* ---- set-up -------------------------------------------------------------------------------- */
+
+static tpar_status adopt(tpar_comm_t *c, MPI_Comm comm, tpar_err_t *err) {
+    c->mpi = calloc(1, sizeof *c->mpi);
+    if (!c->mpi) return tpar_err_set(err, TPAR_ERR_NOMEM, "mpi: out of memory");
+    c->mpi->comm = comm;
+    c->mpi->cross = MPI_COMM_NULL;
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    return TPAR_OK;
+}
+
 tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err) {
-    (void)c;
-    return tpar_err_set(err, TPAR_ERR_UNSUPPORTED, "mpi backend not yet implemented");
+    int inited = 0, provided = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
+            return tpar_err_set(err, TPAR_ERR_SYS, "MPI_Init_thread failed");
+        c->owns_mpi_init = 1;
+    } else {
+        MPI_Query_thread(&provided);
+    }
+    /* A worker thread needs MPI to accept calls from any thread. */
+    if (provided < MPI_THREAD_MULTIPLE) c->cfg.progress_thread = 0;
+    MPI_Comm dup;
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &dup) != MPI_SUCCESS) return tpar_err_set(err, TPAR_ERR_SYS, "MPI_Comm_dup failed");
+    MPI_Comm_rank(dup, &c->rank);
+    MPI_Comm_size(dup, &c->size);
+    int *wr = realloc(c->world_ranks, (size_t)c->size * sizeof *wr);
+    if (!wr) {
+        MPI_Comm_free(&dup);
+        return tpar_err_set(err, TPAR_ERR_NOMEM, "mpi: out of memory");
+    }
+    c->world_ranks = wr;
+    for (int i = 0; i < c->size; i++) wr[i] = i;
+    c->world_rank = c->rank;
+    return adopt(c, dup, err);
 }
+
 tpar_status mpi_split(tpar_comm_t *parent, tpar_comm_t *child, int color, int key) {
-    (void)child; (void)color; (void)key;
-    return comm_fail(parent, TPAR_ERR_UNSUPPORTED, "mpi backend not yet implemented");
+    MPI_Comm nc;
+    int rc = MPI_Comm_split(parent->mpi->comm, color < 0 ? MPI_UNDEFINED : color, key, &nc);
+    if (rc != MPI_SUCCESS) return mpi_err(parent, rc, "split");
+    if (!child) return TPAR_OK;
+    tpar_err_t err;
+    tpar_status st = adopt(child, nc, &err);
+    if (st) return comm_fail(parent, st, "split: %s", err.msg);
+    return TPAR_OK;
 }
-tpar_status mpi_exec(tpar_comm_t *c, const coll_t *call) {
-    (void)call;
-    return comm_fail(c, TPAR_ERR_UNSUPPORTED, "mpi backend not yet implemented");
+
+/* The arena for the ranks of `comm` (all on one host): rank 0 makes it, the others open it
+ * through /proc. Returns an fd this process owns. */
+static tpar_status share_arena(MPI_Comm comm, int nranks, int *fd_out, tpar_err_t *err) {
+    int me;
+    MPI_Comm_rank(comm, &me);
+    int info[3] = {0, -1, 0}; /* ok, fd, pid */
+    tpar_err_t lerr;
+    tpar_err_clear(&lerr);
+    int fd = -1;
+    if (me == 0) {
+        tpar_status st = shm_arena_new_fd(nranks, &fd, &lerr);
+        info[0] = st == TPAR_OK;
+        info[1] = fd;
+        info[2] = (int)getpid();
+    }
+    MPI_Bcast(info, 3, MPI_INT, 0, comm);
+    if (!info[0]) return tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: the local leader could not make the arena%s%s",
+                                      me == 0 ? ": " : "", me == 0 ? lerr.msg : "");
+    if (me != 0) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", info[2], info[1]);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+    }
+    int ok = fd >= 0, all_ok = 0;
+    /* The leader's fd must stay open until everyone has opened it. */
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
+    if (!all_ok) {
+        if (fd >= 0) close(fd);
+        return tpar_err_set(err, TPAR_ERR_SYS,
+                            "shm under MPI: a rank could not open the local leader's arena through /proc (ranks "
+                            "must run as the same user on one host); use TPAR_COMM=mpi");
+    }
+    *fd_out = fd;
+    return TPAR_OK;
 }
-void mpi_free(tpar_comm_t *c) { (void)c; }
+
+tpar_status mpi_bootstrap_shm(tpar_comm_t *c, tpar_err_t *err) {
+    MPI_Comm local;
+    MPI_Comm_split_type(c->mpi->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local);
+    int ls;
+    MPI_Comm_size(local, &ls);
+    int all_local = 0, mine = ls == c->size;
+    MPI_Allreduce(&mine, &all_local, 1, MPI_INT, MPI_MIN, c->mpi->comm);
+    tpar_status st;
+    int fd = -1;
+    if (!all_local)
+        st = tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                          "TPAR_COMM=shm needs every rank on one host; these ranks span hosts (use hier or mpi)");
+    else
+        st = share_arena(local, c->size, &fd, err);
+    MPI_Comm_free(&local);
+    if (!st) st = shm_attach_fd(c, fd, err);
+    return st;
+}
+
 tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err) {
-    (void)c;
-    return tpar_err_set(err, TPAR_ERR_UNSUPPORTED, "hier backend not yet implemented");
+    mpi_comm_t *m = c->mpi;
+    long long host_size = 0;
+    tpar_status st = tpar_env_int("TPAR_COMM_HIER_HOST_SIZE", 0, 0, 1 << 20, &host_size, err);
+    if (st) return st;
+    MPI_Comm local;
+    if (host_size > 0) /* pretend hosts: consecutive world ranks */
+        MPI_Comm_split(m->comm, (int)(c->world_rank / host_size), c->rank, &local);
+    else
+        MPI_Comm_split_type(m->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local);
+    int lr, ls;
+    MPI_Comm_rank(local, &lr);
+    MPI_Comm_size(local, &ls);
+    MPI_Comm_split(m->comm, lr, c->rank, &m->cross);
+    MPI_Comm_set_errhandler(m->cross, MPI_ERRORS_RETURN);
+    int cs;
+    MPI_Comm_size(m->cross, &cs);
+    int mm[3] = {ls, -ls, cs}, agg[3];
+    MPI_Allreduce(mm, agg, 3, MPI_INT, MPI_MAX, m->comm);
+    m->two_level = agg[0] == -agg[1]; /* same number of ranks on every host */
+    m->nhosts = agg[2];
+
+    tpar_comm_t *l = comm_new(lr, ls);
+    int fd = -1;
+    st = l ? TPAR_OK : tpar_err_set(err, TPAR_ERR_NOMEM, "hier: out of memory");
+    if (!st) {
+        MPI_Allgather(&c->world_rank, 1, MPI_INT, l->world_ranks, 1, MPI_INT, local);
+        l->backend = l->cfg.backend = TPAR_BACKEND_SHM;
+        l->timeout_s = l->cfg.timeout_s = c->timeout_s;
+        l->cfg.progress_thread = 0; /* the hier communicator's own queue drives it */
+        l->world_rank = c->world_rank;
+        m->local = l;
+        st = share_arena(local, ls, &fd, err);
+    }
+    if (!st) st = shm_attach_fd(l, fd, err);
+    MPI_Comm_free(&local);
+    return st;
 }
-tpar_status hier_exec(tpar_comm_t *c, const coll_t *call) { return mpi_exec(c, call); }
-tpar_status mpi_bootstrap_shm(tpar_comm_t *c, tpar_err_t *err) { return hier_setup(c, err); }
+
+/* Copies a failure of the host-local communicator onto the hier communicator. */
+static tpar_status from_local(tpar_comm_t *c, tpar_status st) {
+    if (st) comm_fail(c, st, "%s (within host, shm)", tpar_comm_error(c->mpi->local));
+    return st;
+}
+
+/* Two levels: my local rank owns slice [displs[lr], +counts[lr]) of the vector. */
+static tpar_status two_level(tpar_comm_t *c, const void *sbuf, void *rbuf, size_t count, tpar_dtype dt,
+                             const coll_t *k) {
+    mpi_comm_t *m = c->mpi;
+    tpar_comm_t *l = m->local;
+    int ls = l->size, lr = l->rank;
+    size_t esz = tpar_dtype_size(dt);
+    size_t *counts = malloc(2 * (size_t)ls * sizeof *counts);
+    void *slice = NULL;
+    if (counts) {
+        for (int i = 0; i < ls; i++) {
+            counts[i] = count * (size_t)(i + 1) / (size_t)ls - count * (size_t)i / (size_t)ls;
+            counts[ls + i] = count * (size_t)i / (size_t)ls;
+        }
+        slice = malloc(counts[lr] * esz + 1);
+    }
+    if (!counts || !slice) {
+        free(counts);
+        return comm_fail(c, TPAR_ERR_NOMEM, "allreduce: out of memory");
+    }
+    tpar_status st = from_local(c, tpar_comm_reduce_scatterv(l, sbuf, slice, counts, dt, k->op));
+    if (!st) st = mpi_allreduce_on(c, m->cross, slice, slice, counts[lr], dt, k->op, k);
+    if (!st) st = from_local(c, tpar_comm_allgatherv(l, slice, counts[lr], rbuf, counts, counts + ls, dt));
+    free(slice);
+    free(counts);
+    return st;
+}
+
+tpar_status hier_exec(tpar_comm_t *c, const coll_t *k) {
+    mpi_comm_t *m = c->mpi;
+    if (m->nhosts == 1) return from_local(c, shm_exec(m->local, k)); /* one host: its ranks are all ranks */
+    if (k->kind != COLL_ALLREDUCE || !m->two_level) return mpi_exec(c, k);
+    if (k->dt != TPAR_BF16) return two_level(c, k->sbuf, k->rbuf, k->count, k->dt, k);
+    /* bfloat16: both levels in float32, rounded once at the end */
+    float *f = to_f32(k->sbuf, k->count);
+    if (!f) return comm_fail(c, TPAR_ERR_NOMEM, "allreduce: out of memory");
+    tpar_status st = two_level(c, f, f, k->count, TPAR_F32, k);
+    for (size_t i = 0; !st && i < k->count; i++) ((uint16_t *)k->rbuf)[i] = tpar_f32_to_bf16(f[i]);
+    free(f);
+    return st;
+}
+
+void mpi_free(tpar_comm_t *c) {
+    mpi_comm_t *m = c->mpi;
+    if (m) {
+        tpar_comm_free(m->local);
+        if (m->cross != MPI_COMM_NULL) MPI_Comm_free(&m->cross);
+        MPI_Comm_free(&m->comm);
+        free(m);
+        c->mpi = NULL;
+    }
+    /* After a failure a peer may never reach MPI_Finalize; do not wait for it. */
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (c->owns_mpi_init && !finalized && !c->poisoned) MPI_Finalize();
+}

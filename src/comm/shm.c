@@ -107,7 +107,9 @@ struct shm_comm {
     size_t chunk;
     size_t oneshot_max;
     uint64_t step;
-    int spin, yields;    /* back-off: busy polls, then sched_yield()s, then futex sleeps */
+    int spin;            /* back-off: busy polls (at least this many, */
+    double spin_s;       /*   and for at least this long), */
+    double yield_s;      /* then sched_yield() until this long, then futex sleeps */
     const coll_t *cur;   /* the call in progress (for messages) */
     int n;               /* ranks */
 };
@@ -146,7 +148,7 @@ static uint8_t *slot(const shm_comm_t *s, int r, int par) {
     return s->slots + ((size_t)r * 2 + (size_t)par) * s->chunk;
 }
 
-size_t shm_chunk_bytes(void) {
+static size_t shm_chunk_bytes(void) {
     long long v = DEFAULT_CHUNK;
     if (tpar_env_int("TPAR_SHM_CHUNK", DEFAULT_CHUNK, 4096, 1ll << 30, &v, NULL) != TPAR_OK) v = DEFAULT_CHUNK;
     return round_up((size_t)v, 4096);
@@ -288,15 +290,21 @@ static tpar_status shm_wait(tpar_comm_t *c, ready_fn ready, const void *arg) {
     shm_comm_t *s = c->shm;
     int q = ready(s, arg);
     if (q < 0) return TPAR_OK;
-    for (int i = 0; i < s->spin; i++) {
+    double t0 = 0.0;
+    for (int i = 0;; i++) {
         cpu_relax();
         if ((q = ready(s, arg)) < 0) return TPAR_OK;
+        if (i >= s->spin && (i & 255) == 0) {
+            double now = tpar_now();
+            if (t0 == 0.0) t0 = now;
+            if (now - t0 >= s->spin_s) break;
+        }
     }
-    double t0 = tpar_now(), next_pid = t0 + 0.02;
-    int yields = 0;
+    double next_pid = t0 + 0.02;
     for (;;) {
         double now = tpar_now();
-        if (now >= next_pid || yields >= s->yields) {
+        int yielding = now - t0 < s->yield_s;
+        if (now >= next_pid || !yielding) {
             int check_pid = now >= next_pid;
             if (check_pid) next_pid = now + 0.05;
             if (peer_gone(c, q, check_pid)) {
@@ -317,8 +325,7 @@ static tpar_status shm_wait(tpar_comm_t *c, ready_fn ready, const void *arg) {
                                  what, c->size, c->timeout_s, q, c->world_ranks[q], (int)s->ctrl[q].pid);
             }
         }
-        if (yields < s->yields) {
-            yields++;
+        if (yielding) {
             sched_yield();
         } else {
             uint32_t v = atomic_load(&s->hdr->futex);
@@ -382,15 +389,16 @@ static tpar_status step(tpar_comm_t *c, const coll_t *first) {
 static void set_backoff(shm_comm_t *s, int nranks_here) {
     /* With a core per rank, spinning is the fastest wait; oversubscribed, a spinning rank
      * steals the core from the one it waits for, so give it away almost at once. */
-    int cores = tpar_num_cores();
-    long long local = nranks_here;
-    tpar_env_int("TPAR_LOCAL_SIZE", nranks_here, 1, MAX_SHM_RANKS, &local, NULL);
-    if (local <= cores) {
-        s->spin = 1 << 16;
-        s->yields = 64;
+    if (comm_local_ranks(nranks_here) <= tpar_num_cores()) {
+        /* A core each: spin, but not for long: if the peer shares our core after all (a busy
+         * machine), only sleeping lets it run; sched_yield() would hand the core to strangers. */
+        s->spin = 4096;
+        s->spin_s = 200e-6;
+        s->yield_s = 0.0;
     } else {
         s->spin = 16;
-        s->yields = 4;
+        s->spin_s = 0.0;
+        s->yield_s = 50e-6;
     }
     long long v = DEFAULT_ONESHOT_MAX;
     tpar_env_int("TPAR_SHM_ONESHOT_MAX", DEFAULT_ONESHOT_MAX, 0, 1ll << 40, &v, NULL);
@@ -528,6 +536,11 @@ void shm_free(shm_comm_t *s) {
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
+/* memcpy that accepts NULL with nothing to copy (count 0 calls may pass NULL buffers). */
+static void copy(void *dst, const void *src, size_t n) {
+    if (n) memcpy(dst, src, n);
+}
+
 /* Rank r's share [lo, hi) of m elements, boundaries on cache lines. */
 static void share(size_t m, size_t esz, int r, int n, size_t *lo, size_t *hi) {
     size_t unit = CACHELINE / esz, units = (m + unit - 1) / unit;
@@ -547,7 +560,7 @@ static tpar_status allreduce(tpar_comm_t *c, const coll_t *k) {
     if (total <= s->oneshot_max && total <= s->chunk) {
         /* One shot: everyone stages its vector, everyone reduces all of them. */
         int par = next_parity(s);
-        memcpy(slot(s, me, par), in, total);
+        copy(slot(s, me, par), in, total);
         if (!(st = step(c, k))) {
             for (int q = 0; q < n; q++) src[q] = slot(s, q, par);
             tpar_reduce_n(out, src, n, k->count, k->dt, k->op);
@@ -559,7 +572,7 @@ static tpar_status allreduce(tpar_comm_t *c, const coll_t *k) {
         for (size_t r = 0; r < rounds && !st; r++) {
             size_t off = r * per, m = MIN(per, k->count - off);
             int par = next_parity(s);
-            memcpy(slot(s, me, par), in + off * esz, m * esz);
+            copy(slot(s, me, par), in + off * esz, m * esz);
             if ((st = step(c, r == 0 ? k : NULL))) break;
             size_t lo, hi;
             share(m, esz, me, n, &lo, &hi);
@@ -568,7 +581,7 @@ static tpar_status allreduce(tpar_comm_t *c, const coll_t *k) {
             if ((st = step(c, NULL))) break;
             for (int q = 0; q < n; q++) {
                 share(m, esz, q, n, &lo, &hi);
-                memcpy(out + (off + lo) * esz, slot(s, q, par ^ 1) + lo * esz, (hi - lo) * esz);
+                copy(out + (off + lo) * esz, slot(s, q, par ^ 1) + lo * esz, (hi - lo) * esz);
             }
         }
     }
@@ -589,13 +602,13 @@ static tpar_status allgatherv(tpar_comm_t *c, const coll_t *k, const size_t *cou
         size_t off = r * s->chunk;
         int par = next_parity(s);
         size_t mine = counts[me] * esz;
-        if (off < mine) memcpy(slot(s, me, par), in + off, MIN(s->chunk, mine - off));
+        if (off < mine) copy(slot(s, me, par), in + off, MIN(s->chunk, mine - off));
         tpar_status st = step(c, r == 0 ? k : NULL);
         if (st) return st;
         for (int q = 0; q < n; q++) {
             size_t b = counts[q] * esz;
             if (q == me && k->in_place) continue;
-            if (off < b) memcpy(out + displs[q] * esz + off, slot(s, q, par), MIN(s->chunk, b - off));
+            if (off < b) copy(out + displs[q] * esz + off, slot(s, q, par), MIN(s->chunk, b - off));
         }
     }
     return TPAR_OK;
@@ -632,7 +645,7 @@ static tpar_status blockwise(tpar_comm_t *c, const coll_t *k, const size_t *coun
         uint8_t *mine = slot(s, me, par);
         for (int q = 0; q < n; q++)
             if (off < counts[q])
-                memcpy(mine + (size_t)q * w * esz, in + (start[q] + off) * esz, MIN(w, counts[q] - off) * esz);
+                copy(mine + (size_t)q * w * esz, in + (start[q] + off) * esz, MIN(w, counts[q] - off) * esz);
         if ((st = step(c, r == 0 ? k : NULL))) break;
         if (reduce) {
             if (off >= counts[me]) continue;
@@ -641,7 +654,7 @@ static tpar_status blockwise(tpar_comm_t *c, const coll_t *k, const size_t *coun
         } else {
             if (off >= k->count) continue;
             for (int q = 0; q < n; q++)
-                memcpy(out + ((size_t)q * k->count + off) * esz, slot(s, q, par) + (size_t)me * w * esz,
+                copy(out + ((size_t)q * k->count + off) * esz, slot(s, q, par) + (size_t)me * w * esz,
                        MIN(w, k->count - off) * esz);
         }
     }
@@ -658,10 +671,10 @@ static tpar_status broadcast(tpar_comm_t *c, const coll_t *k) {
     for (size_t r = 0; r < rounds; r++) {
         size_t off = r * s->chunk, m = total ? MIN(s->chunk, total - off) : 0;
         int par = next_parity(s);
-        if (c->rank == k->root) memcpy(slot(s, k->root, par), buf + off, m);
+        if (c->rank == k->root) copy(slot(s, k->root, par), buf + off, m);
         tpar_status st = step(c, r == 0 ? k : NULL);
         if (st) return st;
-        if (c->rank != k->root) memcpy(buf + off, slot(s, k->root, par), m);
+        if (c->rank != k->root) copy(buf + off, slot(s, k->root, par), m);
     }
     return TPAR_OK;
 }
@@ -698,7 +711,7 @@ static tpar_status chan_send(tpar_comm_t *c, int dst, const void *data, size_t l
         if (st) return st;
         size_t room = CHAN_BYTES - (size_t)(wr - atomic_load(&ch->read));
         size_t pos = (size_t)(wr % CHAN_BYTES), m = MIN(len, MIN(room, CHAN_BYTES - pos));
-        memcpy(rb + pos, p, m);
+        copy(rb + pos, p, m);
         p += m;
         len -= m;
         wr += m;
@@ -720,7 +733,7 @@ static tpar_status chan_recv(tpar_comm_t *c, int src, void *data, size_t len) {
         if (st) return st;
         size_t avail = (size_t)(atomic_load_explicit(&ch->written, memory_order_acquire) - rd);
         size_t pos = (size_t)(rd % CHAN_BYTES), m = MIN(len, MIN(avail, CHAN_BYTES - pos));
-        memcpy(p, rb + pos, m);
+        copy(p, rb + pos, m);
         p += m;
         len -= m;
         rd += m;

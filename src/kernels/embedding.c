@@ -12,13 +12,17 @@ tpar_status tpar_embedding_forward(float *out, const int *tokens, const float *w
     if (V < 1 || v0 < 0 || v0 > V - Vl)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                             "embedding: local rows [%d, %d + %d) do not fit in a vocabulary of %d", v0, v0, Vl, V);
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < B; b++) /* every id first, so an error leaves out untouched */
         for (int t = 0; t < T; t++) {
             const int tok = tokens[(size_t)b * T + t];
             if (tok < 0 || tok >= V)
                 return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                                     "embedding: token id %d at (b=%d, t=%d) is outside the vocabulary [0, %d)", tok,
                                     b, t, V);
+        }
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const int tok = tokens[(size_t)b * T + t];
             float *o = out + ((size_t)b * T + t) * C;
             if (tok >= v0 && tok - v0 < Vl)
                 memcpy(o, wte + (size_t)(tok - v0) * C, (size_t)C * sizeof(float));

@@ -97,11 +97,18 @@ static tpar_status comm_fail(tpar_comm_t *c, tpar_status st, const char *what, t
     return tpar_err_set(err, st, "%s: %s", what, c ? tpar_comm_error(c) : tpar_status_str(st));
 }
 
-/* Starts the DP all-reduce of a bucket of gradients that backward just finished. */
+/* Starts the DP all-reduce of a bucket of gradients that backward just finished. Testing the
+ * earlier buckets first drives them forward when the comm has no progress thread. */
 static tpar_status bucket_ready(void *ctx, size_t offset, size_t count, tpar_err_t *err) {
     job_t *j = ctx;
     if (j->nreq >= MAX_BUCKETS) return tpar_err_set(err, TPAR_ERR_INTERNAL, "train: too many gradient buckets");
-    tpar_status st = tpar_comm_iallreduce(j->dpc, TPAR_IN_PLACE, j->m->grads + offset, count, TPAR_F32, TPAR_SUM,
+    tpar_status st = TPAR_OK;
+    for (int i = 0; i < j->nreq && !st; i++) {
+        int done = 0;
+        if (j->reqs[i] && !(st = tpar_comm_test(j->reqs[i], &done)) && done) j->reqs[i] = NULL; // freed by test
+    }
+    if (st) return comm_fail(j->dpc, st, "data-parallel gradient all-reduce", err);
+    st = tpar_comm_iallreduce(j->dpc, TPAR_IN_PLACE, j->m->grads + offset, count, TPAR_F32, TPAR_SUM,
                                           &j->reqs[j->nreq]);
     if (st) return comm_fail(j->dpc, st, "data-parallel gradient all-reduce", err);
     j->nreq++;
@@ -111,6 +118,7 @@ static tpar_status bucket_ready(void *ctx, size_t offset, size_t count, tpar_err
 static tpar_status wait_buckets(job_t *j, tpar_err_t *err) {
     tpar_status st = TPAR_OK;
     for (int i = 0; i < j->nreq; i++) {
+        if (!j->reqs[i]) continue;
         tpar_status s = tpar_comm_wait(j->reqs[i]);
         if (s && !st) st = comm_fail(j->dpc, s, "data-parallel gradient all-reduce", err);
     }
@@ -148,15 +156,14 @@ static tpar_status validate(job_t *j, double *out, tpar_err_t *err) {
     return TPAR_OK;
 }
 
-/* Raw single-core sgemm 2048^3 FLOP/s, the MFU reference, measured here on world rank 0. */
-static double sgemm_peak(void) {
+double tpar_train_sgemm_flops(int reps) {
     const int n = 2048;
     float *a = tpar_calloc_aligned((size_t)n * n, sizeof(float)), *b = tpar_calloc_aligned((size_t)n * n, sizeof(float)),
           *cc = tpar_calloc_aligned((size_t)n * n, sizeof(float));
     double best = 0;
     if (a && b && cc) {
-        for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
-        for (int r = 0; r < 2; r++) {
+        for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f; // also pages them in
+        for (int r = 0; r < reps; r++) {
             double t0 = tpar_now();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, cc, n);
             double f = 2.0 * n * n * (double)n / (tpar_now() - t0);
@@ -355,7 +362,7 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     *start = 0;
     if (c->resume && (st = agree(j, load_checkpoint(j, start, err), "resume", err))) return st;
     if (j->rank == 0 && c->metrics && (st = tpar_metrics_open(c->metrics, &j->metrics, err))) return st;
-    double peak = j->rank == 0 ? sgemm_peak() : 0;
+    double peak = j->rank == 0 ? tpar_train_sgemm_flops(1) : 0; // the MFU reference
     int cores = tpar_num_cores(), world = c->tp * c->dp;
     j->peak_flops = peak * (world < cores ? world : cores);
     if (j->rank == 0) {

@@ -2,9 +2,12 @@
 # A rank that dies (kill -9) or stops answering mid-collective: every other rank fails with
 # an error naming the collective, its sequence number and the missing rank; later calls fail
 # at once (poisoned); the launcher reports it; no shared-memory entry is left in /dev/shm.
-# usage: test_fail.sh TPAR TEST_FAIL
+# With MPIEXEC, the same kill through the MPI backend: Open MPI itself ends the job when a
+# rank dies, so the check is that the job ends (no hang), non-zero, naming the dead rank.
+# usage: test_fail.sh TPAR TEST_FAIL [MPIEXEC]
 tpar=$1
 prog=$2
+mpiexec=${3:-}
 checks=0
 failed=0
 out=$(mktemp)
@@ -42,6 +45,14 @@ check "timeout names the silent rank" \
 check "rank 2 too" "^\[rank 2\] error: timeout: .*waiting for rank 1 "
 check "launcher reports the survivors' failure" "^tpar launch: rank [02] \(pid [0-9]+\) exited with status 3"
 check "launcher ends the silent rank" "^tpar launch: rank 1 \(pid [0-9]+\) killed by signal 15"
+
+if [ -n "$mpiexec" ]; then
+    TPAR_COMM_TIMEOUT=30 "$mpiexec" --allow-run-as-root --oversubscribe -np 3 -x TPAR_COMM=mpi "$prog" kill >"$out" 2>&1
+    rc=$?
+    checks=$((checks + 1))
+    [ "$rc" -ne 0 ] || { failed=$((failed + 1)); echo "FAIL: kill under mpiexec: status 0"; }
+    check "mpiexec reports the killed rank" "rank 1 with PID [0-9]+ on node .* exited on signal 9|\\[rank [02]\\] error: "
+fi
 
 after=$(shm_entries)
 checks=$((checks + 1))

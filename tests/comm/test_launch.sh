@@ -42,6 +42,18 @@ expect 2 "no program to launch" -- "$tpar" launch -n 2
 expect 2 "-n expects an integer in \[1, 4096\], got '0'" -- "$tpar" launch -n 0 true
 expect 127 "cannot run '/nonexistent/prog'" -- "$tpar" launch -n 2 /nonexistent/prog
 
+# `tpar bench`: a dispatcher; `bench comm` launches itself and prints its table or JSON
+# (sizes of all-gather / reduce-scatter are rounded down to a multiple of the rank count)
+expect 2 "usage: tpar bench <what>" -- "$tpar" bench
+expect 1 "'bench layers' is not available yet" -- "$tpar" bench layers
+expect 1 "'bench train' is not available yet" -- "$tpar" bench train
+expect 2 "unknown benchmark 'frob'" -- "$tpar" bench frob
+expect 2 "--op expects allreduce, allgather, reduce_scatter or broadcast, got 'x'" -- "$tpar" bench comm --op x
+expect 0 '^\{"op":"allreduce","backend":"shm","ranks":2,"bytes":64,"time_us":[0-9.]+,"algbw_gbs":[0-9.]+,"busbw_gbs":[0-9.]+\}$' -- \
+    "$tpar" bench comm -n 2 --max-bytes 64 --json
+expect 0 "^ +1020 +255 +[0-9.]+ +[0-9.]+ +[0-9.]+$" -- "$tpar" bench comm --op reduce_scatter -n 3 --min-bytes 1024 --max-bytes 1024
+expect 0 "# tpar bench comm: broadcast, float32, backend shm, 1 ranks" -- "$tpar" bench comm --op broadcast -n 1 --max-bytes 64
+
 # SIGTERM to the launcher reaches every rank
 "$tpar" launch -n 2 -- sh -c 'trap "echo got TERM $TPAR_RANK; exit 5" TERM; while :; do sleep 0.05; done' >"$out" 2>&1 &
 lpid=$!

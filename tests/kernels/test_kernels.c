@@ -276,8 +276,10 @@ static void test_embedding(void) {
     KT_CLOSE("embedding dwte shard", rdwte + (size_t)split * C, dhi, (size_t)(V - split) * C, 1e-6);
     /* bad ids and ranges */
     tokens[17] = V;
+    float *before = kt_copy(out, n);
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_embedding_forward(out, tokens, wte, wpe, B, T, C, V, 0, V, &err));
     CHECK_STR_CONTAINS(err.msg, "token id 50 at (b=1, t=6)");
+    CHECK_BYTES_EQ("embedding error leaves out", before, out, n * sizeof(float));
     tokens[17] = -3;
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_embedding_forward(out, tokens, wte, wpe, B, T, C, V, 0, V, &err));
     tokens[17] = 1;

@@ -11,58 +11,19 @@
 #include <string.h>
 
 #include "check.h"
+#include "kernels/ktest.h"
 #include "kernels_ref.h"
 #include "tpar/comm.h"
 #include "tpar/kernels.h"
 #include "tpar/parallel.h"
 
-/* Same seed, same numbers on every rank. */
-static uint64_t pt_state_;
-static inline void pt_seed(uint64_t s) { pt_state_ = s * 0x9E3779B97F4A7C15ull + 1; }
-static inline float pt_unif(float lo, float hi) {
-    pt_state_ ^= pt_state_ << 13;
-    pt_state_ ^= pt_state_ >> 7;
-    pt_state_ ^= pt_state_ << 17;
-    return lo + (hi - lo) * (float)((double)(pt_state_ >> 11) * (1.0 / 9007199254740992.0));
-}
-
-#define PT_MAX_BUFS 512
-static void *pt_bufs_[PT_MAX_BUFS];
-static int pt_nbufs_;
-static inline void *pt_alloc(size_t n, size_t sz) {
-    void *p = tpar_calloc_aligned(n ? n : 1, sz);
-    if (!p || pt_nbufs_ == PT_MAX_BUFS) {
-        fprintf(stderr, "out of memory in test\n");
-        exit(1);
-    }
-    pt_bufs_[pt_nbufs_++] = p;
-    return p;
-}
-static inline float *pt_zeros(size_t n) { return pt_alloc(n, sizeof(float)); }
-static inline float *pt_rand(size_t n, float lo, float hi) {
-    float *p = pt_zeros(n);
-    for (size_t i = 0; i < n; i++) p[i] = pt_unif(lo, hi);
-    return p;
-}
-static inline void pt_free_all(void) {
-    while (pt_nbufs_) tpar_free(pt_bufs_[--pt_nbufs_]);
-}
-
-static inline double pt_rms(const float *x, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-    return n ? sqrt(s / n) : 0.0;
-}
-
-/* |got - ref| <= rtol * |ref| + rtol * rms(ref): a float32 sum carries an error relative to
- * the size of its terms, not of its (possibly cancelling) result, hence the rms floor. */
-#define PT_CLOSE(name, ref, got, n, rtol) \
-    CHECK_CLOSE_F32(name, ref, got, n, rtol, (rtol) * pt_rms(ref, n) + 1e-30)
-
+/* Seeded data, buffers (kt_zeros, kt_rand, freed by kt_free_all) and the tolerance check
+ * KT_CLOSE come from the kernel tests' helpers: the same seed gives every rank the same
+ * numbers. */
 /* This rank's shard of a full tensor (the layer's own input or parameter). */
 static inline float *pt_shard(const tpar_tp_t *tp, tpar_shard_kind kind, const float *full, int rows, int cols) {
     size_t n = (size_t)rows * cols / (kind == TPAR_SHARD_REPLICATED ? 1 : tp->size);
-    float *p = pt_zeros(n);
+    float *p = kt_zeros(n);
     tpar_err_t err = {0};
     if (tpar_shard_extract(kind, p, full, rows, cols, tp->size, tp->rank, &err)) {
         fprintf(stderr, "pt_shard: %s\n", err.msg);
@@ -81,13 +42,13 @@ static inline float *pt_act(const tpar_tp_t *tp, tpar_layout layout, const float
 
 /* The full tensor from every rank's shard: all-gather, then place each. */
 static inline float *pt_gather(const tpar_tp_t *tp, tpar_shard_kind kind, const float *local, int rows, int cols) {
-    float *full = pt_zeros((size_t)rows * cols);
+    float *full = kt_zeros((size_t)rows * cols);
     if (kind == TPAR_SHARD_REPLICATED) {
         memcpy(full, local, (size_t)rows * cols * sizeof(float));
         return full;
     }
     size_t n = (size_t)rows * cols / tp->size;
-    float *all = pt_zeros(n * tp->size);
+    float *all = kt_zeros(n * tp->size);
     if (tp->size > 1) {
         if (tpar_comm_allgather(tp->comm, local, all, n, TPAR_F32)) {
             fprintf(stderr, "pt_gather: %s\n", tpar_comm_error(tp->comm));
