@@ -36,18 +36,19 @@ import sys
 import tempfile
 import zlib
 
-# A missing package is a skip (CTest reports it as such), never a pass.
-try:
-    import numpy as np
-except ImportError:
-    print("skipped: python3-numpy not installed")
-    sys.exit(0)
+# A missing package is a skip (CTest reports it as such), never a pass. torch first: it is
+# the one CI may lack (Debian's python3-torch pulls in python3-numpy).
 try:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
 except ImportError:
     print("skipped: python3-torch not installed")
+    sys.exit(0)
+try:
+    import numpy as np
+except ImportError:
+    print("skipped: python3-numpy not installed")
     sys.exit(0)
 
 LN_EPS = 1e-5
