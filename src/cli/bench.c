@@ -1,4 +1,4 @@
-/* `tpar bench <comm|layers|train>`: benchmarks. Each prints a table measured in one run. */
+/* `tpar bench <comm|layers>`: benchmarks. Each prints a table measured in one run. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +10,8 @@ static void usage(FILE *f) {
             "usage: tpar bench <what> [options]\n\n"
             "  comm     collectives: time, algbw and busbw per message size (tpar bench comm --help)\n"
             "  layers   tensor-parallel layers: fwd+bwd time, comm and GEMM shares (tpar bench layers --help)\n"
-            "  train    training steps (not available yet)\n");
+            "\nThe training benchmark (tokens/s, MFU and memory at TP=1 vs TP=2) is the program\n"
+            "bench_train in the build's bench/ folder; `make bench` runs it with the others.\n");
 }
 
 int tpar_cmd_bench(int argc, char **argv) {
@@ -26,9 +27,9 @@ int tpar_cmd_bench(int argc, char **argv) {
     if (!strcmp(what, "comm")) return tpar_bench_comm(argc - 1, argv + 1);
     if (!strcmp(what, "layers")) return tpar_bench_layers(argc - 1, argv + 1);
     if (!strcmp(what, "train")) {
-        tpar_cli_error("bench", "'bench %s' is not available yet in this version of tpar", what);
-        return TPAR_EXIT_FAIL;
+        tpar_cli_error("bench", "the training benchmark is the program bench_train (run `make bench`)");
+        return TPAR_EXIT_USAGE;
     }
-    tpar_cli_error("bench", "unknown benchmark '%s' (comm, layers or train)", what);
+    tpar_cli_error("bench", "unknown benchmark '%s' (comm or layers)", what);
     return TPAR_EXIT_USAGE;
 }

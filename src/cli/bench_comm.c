@@ -29,44 +29,6 @@ static void usage(FILE *f) {
             "  --json         one JSON object per line instead of the table\n");
 }
 
-/* Runs this same command again as N ranks. */
-static int relaunch(int n, tpar_backend backend, int argc, char **argv) {
-    char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) {
-        tpar_cli_error("bench comm", "cannot find this program (/proc/self/exe)");
-        return TPAR_EXIT_FAIL;
-    }
-    exe[len] = 0;
-    char nbuf[16];
-    snprintf(nbuf, sizeof nbuf, "%d", n);
-    char **av = calloc((size_t)argc + 16, sizeof *av);
-    if (!av) return TPAR_EXIT_FAIL;
-    int k = 0;
-    if (backend == TPAR_BACKEND_SHM) {
-        av[k++] = "launch", av[k++] = "-n", av[k++] = nbuf, av[k++] = "--";
-    } else {
-        av[k++] = "mpiexec";
-        if (geteuid() == 0) av[k++] = "--allow-run-as-root";
-        av[k++] = "--oversubscribe", av[k++] = "-np", av[k++] = nbuf;
-        av[k++] = "-x", av[k++] = backend == TPAR_BACKEND_MPI ? "TPAR_COMM=mpi" : "TPAR_COMM=hier";
-    }
-    av[k++] = exe;
-    av[k++] = "bench";
-    for (int i = 0; i < argc; i++) av[k++] = argv[i];
-    av[k] = NULL;
-    if (backend == TPAR_BACKEND_SHM) {
-        optind = 1;
-        int rc = tpar_cmd_launch(k, av);
-        free(av);
-        return rc;
-    }
-    execvp(av[0], av);
-    tpar_cli_error("bench comm", "cannot run mpiexec for --backend %s", tpar_backend_name(backend));
-    free(av);
-    return TPAR_EXIT_FAIL;
-}
-
 static tpar_status run_op(tpar_comm_t *c, bench_op op, const float *in, float *out, size_t count) {
     int n = tpar_comm_size(c);
     switch (op) {
@@ -195,7 +157,7 @@ int tpar_bench_comm(int argc, char **argv) {
         return TPAR_EXIT_USAGE;
     }
     /* Inside a job (launched by us or by mpirun): be one rank. Otherwise start the job. */
-    int in_job = getenv("TPAR_RANK") || getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK");
-    if (!in_job && (n > 1 || backend != TPAR_BACKEND_SHM)) return relaunch((int)n, backend, argc, argv);
+    if (!tpar_cli_is_rank() && (n > 1 || backend != TPAR_BACKEND_SHM))
+        return tpar_cli_launch_self(cmd, (int)n, backend, "bench", argc, argv);
     return run_rank(op, (size_t)min_b, (size_t)max_b, json);
 }

@@ -5,6 +5,8 @@
 
 #include <getopt.h>
 
+#include "tpar/comm.h"
+
 /* Exit codes of the CLI. */
 enum { TPAR_EXIT_OK = 0, TPAR_EXIT_FAIL = 1, TPAR_EXIT_USAGE = 2 };
 
@@ -43,12 +45,11 @@ void tpar_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* 1 when this process already runs as a rank (under `tpar launch`, mpirun or srun). */
 int tpar_cli_is_rank(void);
 
-/* Re-executes this program as `tpar launch -n WORLD -- tpar ARGV...` (argv[0] is the
- * subcommand) so that a subcommand started by hand runs as WORLD ranks. Returns only on
- * failure (after printing why), with TPAR_EXIT_FAIL. */
-int tpar_cli_launch_self(const char *cmd, int world, int argc, char **argv);
-
-/* Report that a subcommand's implementation has not landed yet; returns TPAR_EXIT_FAIL. */
-int tpar_cli_not_yet(const char *cmd, const char *what);
+/* Re-executes this program as WORLD ranks running `tpar [WORD] ARGV...` (argv[0] is the
+ * subcommand, WORD an optional word before it, e.g. "bench"): under `tpar launch -n WORLD`
+ * for the shm backend (and auto), under mpiexec with TPAR_COMM set for mpi and hier.
+ * Returns only on failure (after printing why), with TPAR_EXIT_FAIL. */
+int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const char *word, int argc,
+                         char **argv);
 
 #endif /* TPAR_CLI_H */

@@ -115,7 +115,8 @@ int tpar_cmd_train(int argc, char **argv) {
         tpar_cli_error(cmd, "%s", err.msg);
         return TPAR_EXIT_USAGE;
     }
-    if (!rank && c.tp * c.dp > 1) return tpar_cli_launch_self(cmd, c.tp * c.dp, argc, argv);
+    if (!rank && c.tp * c.dp > 1)
+        return tpar_cli_launch_self(cmd, c.tp * c.dp, TPAR_BACKEND_SHM, NULL, argc, argv);
     tpar_train_result_t res;
     if (tpar_train_run(&c, &res, &err)) {
         const char *r = getenv("TPAR_RANK");

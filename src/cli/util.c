@@ -54,17 +54,13 @@ int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo
     return -1;
 }
 
-int tpar_cli_not_yet(const char *cmd, const char *what) {
-    tpar_cli_error(cmd, "%s is not implemented in this version of tpar (%s)", cmd, what);
-    fprintf(stderr, "hint: 'tpar --help' lists what works today\n");
-    return TPAR_EXIT_FAIL;
-}
-
 int tpar_cli_is_rank(void) {
-    return getenv("TPAR_RANK") || getenv("OMPI_COMM_WORLD_RANK") || getenv("PMI_RANK");
+    return getenv("TPAR_RANK") || getenv("OMPI_COMM_WORLD_RANK") || getenv("PMIX_RANK") ||
+           getenv("PMI_RANK");
 }
 
-int tpar_cli_launch_self(const char *cmd, int world, int argc, char **argv) {
+int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const char *word, int argc,
+                         char **argv) {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) {
@@ -74,16 +70,26 @@ int tpar_cli_launch_self(const char *cmd, int world, int argc, char **argv) {
     self[n] = 0;
     char nbuf[16];
     snprintf(nbuf, sizeof nbuf, "%d", world);
-    char **args = calloc((size_t)argc + 8, sizeof *args);
+    char **args = calloc((size_t)argc + 16, sizeof *args);
     if (!args) return TPAR_EXIT_FAIL;
     int k = 0;
-    const char *pre[] = {self, "launch", "-n", nbuf, "--", self};
-    for (int i = 0; i < 6; i++) args[k++] = (char *)pre[i];
-    for (int i = 0; i < argc; i++) args[k++] = argv[i]; // argv[0] is the subcommand
+    const char *runner = self;
+    if (backend == TPAR_BACKEND_MPI || backend == TPAR_BACKEND_HIER) {
+        runner = "mpiexec";
+        args[k++] = "mpiexec";
+        if (geteuid() == 0) args[k++] = "--allow-run-as-root";
+        args[k++] = "--oversubscribe", args[k++] = "-np", args[k++] = nbuf;
+        args[k++] = "-x", args[k++] = backend == TPAR_BACKEND_MPI ? "TPAR_COMM=mpi" : "TPAR_COMM=hier";
+    } else {
+        args[k++] = self, args[k++] = "launch", args[k++] = "-n", args[k++] = nbuf, args[k++] = "--";
+    }
+    args[k++] = self;
+    if (word) args[k++] = (char *)word;
+    for (int i = 0; i < argc; i++) args[k++] = argv[i];
     args[k] = NULL;
     fflush(NULL);
-    execv(self, args);
-    tpar_cli_error(cmd, "cannot start `tpar launch` (%s)", self);
+    execvp(runner, args);
+    tpar_cli_error(cmd, "cannot start %s to run %d ranks", runner, world);
     free(args);
     return TPAR_EXIT_FAIL;
 }

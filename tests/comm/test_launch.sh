@@ -47,7 +47,7 @@ expect 127 "cannot run '/nonexistent/prog'" -- "$tpar" launch -n 2 /nonexistent/
 expect 2 "usage: tpar bench <what>" -- "$tpar" bench
 expect 0 "usage: tpar bench layers" -- "$tpar" bench layers --help
 expect 2 "unknown option '--bogus'" -- "$tpar" bench layers --bogus
-expect 1 "'bench train' is not available yet" -- "$tpar" bench train
+expect 2 "the training benchmark is the program bench_train" -- "$tpar" bench train
 expect 2 "unknown benchmark 'frob'" -- "$tpar" bench frob
 expect 2 "--op expects allreduce, allgather, reduce_scatter or broadcast, got 'x'" -- "$tpar" bench comm --op x
 expect 0 '^\{"op":"allreduce","backend":"shm","ranks":2,"bytes":64,"time_us":[0-9.]+,"algbw_gbs":[0-9.]+,"busbw_gbs":[0-9.]+\}$' -- \
