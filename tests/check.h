@@ -114,6 +114,19 @@ static inline int check_close_f32_(const char *name, const float *expected, cons
             fprintf(stderr, "%s  first differing byte at offset %zu of %zu\n", check_state_.who, i_, n_); \
     } while (0)
 
+/* Set-up that must succeed for the test to mean anything: on failure print the call, the
+ * status and err's message (err is the test's tpar_err_t, in scope), and stop. */
+#define CHECK_MUST(call, err)                                                                        \
+    do {                                                                                             \
+        int s_ = (int)(call);                                                                        \
+        if (s_) {                                                                                    \
+            check_init_();                                                                           \
+            fprintf(stderr, "%s%s:%d: %s failed (status %d): %s\n", check_state_.who, __FILE__,       \
+                    __LINE__, #call, s_, (err).msg);                                                 \
+            exit(1);                                                                                 \
+        }                                                                                            \
+    } while (0)
+
 /* Stops the test as skipped (CTest matches "skipped: "). */
 static inline void check_skip(const char *reason) {
     check_init_();

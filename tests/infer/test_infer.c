@@ -24,14 +24,7 @@
 #include "tpar/infer.h"
 #include "tpar/kernels.h"
 
-#define MUST(call)                                                                                  \
-    do {                                                                                            \
-        tpar_status s_ = (call);                                                                    \
-        if (s_) {                                                                                   \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, err.msg);           \
-            exit(1);                                                                                \
-        }                                                                                           \
-    } while (0)
+#define MUST(call) CHECK_MUST(call, err)
 
 static tpar_err_t err;
 static const tpar_gpt2_config_t cfg = {.n_layer = 2, .n_head = 4, .n_embd = 32, .vocab_size = 72, .n_positions = 16};

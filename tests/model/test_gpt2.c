@@ -18,14 +18,7 @@
 #include "tpar/kernels.h"
 #include "tpar/model.h"
 
-#define MUST(call)                                                                                  \
-    do {                                                                                            \
-        tpar_status s_ = (call);                                                                    \
-        if (s_) {                                                                                   \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, err.msg);           \
-            exit(1);                                                                                \
-        }                                                                                           \
-    } while (0)
+#define MUST(call) CHECK_MUST(call, err)
 
 static tpar_err_t err;
 
