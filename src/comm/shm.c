@@ -107,8 +107,9 @@ struct shm_comm {
     size_t chunk;
     size_t oneshot_max;
     uint64_t step;
-    int spin;            /* back-off: this many busy polls, */
-    double yield_s;      /* then sched_yield() for this long, then futex sleeps */
+    int spin;            /* back-off: busy polls (at least this many, */
+    double spin_s;       /*   and for at least this long), */
+    double yield_s;      /* then sched_yield() until this long, then futex sleeps */
     const coll_t *cur;   /* the call in progress (for messages) */
     int n;               /* ranks */
 };
@@ -289,11 +290,17 @@ static tpar_status shm_wait(tpar_comm_t *c, ready_fn ready, const void *arg) {
     shm_comm_t *s = c->shm;
     int q = ready(s, arg);
     if (q < 0) return TPAR_OK;
-    for (int i = 0; i < s->spin; i++) {
+    double t0 = 0.0;
+    for (int i = 0;; i++) {
         cpu_relax();
         if ((q = ready(s, arg)) < 0) return TPAR_OK;
+        if (i >= s->spin && (i & 255) == 0) {
+            double now = tpar_now();
+            if (t0 == 0.0) t0 = now;
+            if (now - t0 >= s->spin_s) break;
+        }
     }
-    double t0 = tpar_now(), next_pid = t0 + 0.02;
+    double next_pid = t0 + 0.02;
     for (;;) {
         double now = tpar_now();
         int yielding = now - t0 < s->yield_s;
@@ -383,11 +390,15 @@ static void set_backoff(shm_comm_t *s, int nranks_here) {
     /* With a core per rank, spinning is the fastest wait; oversubscribed, a spinning rank
      * steals the core from the one it waits for, so give it away almost at once. */
     if (comm_local_ranks(nranks_here) <= tpar_num_cores()) {
-        s->spin = 4096; /* some tens of microseconds */
-        s->yield_s = 1e-3;
+        /* A core each: spin, but not for long: if the peer shares our core after all (a busy
+         * machine), only sleeping lets it run; sched_yield() would hand the core to strangers. */
+        s->spin = 4096;
+        s->spin_s = 200e-6;
+        s->yield_s = 0.0;
     } else {
         s->spin = 16;
-        s->yield_s = 20e-6;
+        s->spin_s = 0.0;
+        s->yield_s = 50e-6;
     }
     long long v = DEFAULT_ONESHOT_MAX;
     tpar_env_int("TPAR_SHM_ONESHOT_MAX", DEFAULT_ONESHOT_MAX, 0, 1ll << 40, &v, NULL);
