@@ -51,7 +51,7 @@ static tpar_status backend_from_env(tpar_backend *b, tpar_err_t *err) {
     return TPAR_OK;
 }
 
-static tpar_comm_t *comm_new(int rank, int size) {
+tpar_comm_t *comm_new(int rank, int size) {
     tpar_comm_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->world_ranks = calloc((size_t)size, sizeof *c->world_ranks);
@@ -114,7 +114,6 @@ tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpa
     c->cfg = rc;
     c->backend = rc.backend;
     c->timeout_s = rc.timeout_s;
-    c->is_world = 1;
     c->world_rank = c->rank;
     for (int i = 0; i < c->size; i++) c->world_ranks[i] = i;
 
@@ -271,7 +270,7 @@ static uint64_t hash_counts(const size_t *counts, int n) {
     return h;
 }
 
-/* Checks a call and fills k. nelems: elements this rank sends (for overflow and accounting). */
+/* Checks a call, numbers it, counts it in the stats and fills k. */
 static tpar_status prepare(tpar_comm_t *c, coll_kind kind, const void *sbuf, void *rbuf, size_t count,
                            tpar_dtype dt, tpar_op op, coll_t *k) {
     const char *fn = coll_name(kind);

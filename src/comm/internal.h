@@ -73,7 +73,6 @@ struct tpar_comm {
     shm_comm_t *shm;         /* shm, and hier within a host */
     mpi_comm_t *mpi;         /* mpi, and hier between hosts */
     int owns_mpi_init;       /* this (world) communicator called MPI_Init */
-    int is_world;
 
     /* Non-blocking calls: a FIFO executed by the worker thread, or inside test/wait. */
     pthread_mutex_t mu;
@@ -83,6 +82,9 @@ struct tpar_comm {
     int worker_on, worker_stop;
     pthread_t worker;
 };
+
+/* A communicator with nothing attached yet (world_ranks allocated, zeroed); NULL if out of memory. */
+tpar_comm_t *comm_new(int rank, int size);
 
 /* Records err on the communicator (sets the message, poisons for fatal codes) and returns code. */
 tpar_status comm_fail(tpar_comm_t *c, tpar_status code, const char *fmt, ...)
@@ -104,8 +106,6 @@ void shm_free(shm_comm_t *s);
 tpar_status shm_attach_fd(tpar_comm_t *c, int fd, tpar_err_t *err);
 /* For hier bootstrap: creates a fresh arena memfd for `local_size` ranks; returns fd. */
 tpar_status shm_arena_new_fd(int local_size, int *fd, tpar_err_t *err);
-/* Sizes that every algorithm uses; exported for the benchmark's notes. */
-size_t shm_chunk_bytes(void);
 
 #ifdef TPAR_HAVE_MPI
 /* ---- mpi backend (mpi.c) ---- */

@@ -122,17 +122,15 @@ static tpar_status mpi_reduce_scatter(tpar_comm_t *c, const coll_t *k, const siz
     int n = c->size;
     int *ic = malloc((size_t)n * sizeof *ic);
     if (!ic) return comm_fail(c, TPAR_ERR_NOMEM, "reduce_scatter: out of memory");
-    size_t total = 0, start = 0;
+    size_t total = 0;
     for (int q = 0; q < n; q++) {
         if (!fits_int(counts[q])) {
             free(ic);
             return too_big(c, k);
         }
         ic[q] = (int)counts[q];
-        if (q < c->rank) start += counts[q];
         total += counts[q];
     }
-    (void)start;
     MPI_Request req;
     tpar_status st;
     if (k->dt != TPAR_BF16) {
@@ -351,24 +349,19 @@ tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err) {
     m->two_level = agg[0] == -agg[1]; /* same number of ranks on every host */
     m->nhosts = agg[2];
 
-    tpar_comm_t *l = calloc(1, sizeof *l);
-    int *wr = calloc((size_t)ls, sizeof *wr);
+    tpar_comm_t *l = comm_new(lr, ls);
     int fd = -1;
-    st = l && wr ? TPAR_OK : tpar_err_set(err, TPAR_ERR_NOMEM, "hier: out of memory");
+    st = l ? TPAR_OK : tpar_err_set(err, TPAR_ERR_NOMEM, "hier: out of memory");
     if (!st) {
-        MPI_Allgather(&c->world_rank, 1, MPI_INT, wr, 1, MPI_INT, local);
-        *l = (tpar_comm_t){.backend = TPAR_BACKEND_SHM, .rank = lr, .size = ls, .timeout_s = c->timeout_s,
-                           .world_rank = c->world_rank, .world_ranks = wr, .cfg = c->cfg};
-        l->cfg.backend = TPAR_BACKEND_SHM;
+        MPI_Allgather(&c->world_rank, 1, MPI_INT, l->world_ranks, 1, MPI_INT, local);
+        l->backend = l->cfg.backend = TPAR_BACKEND_SHM;
+        l->timeout_s = l->cfg.timeout_s = c->timeout_s;
         l->cfg.progress_thread = 0; /* the hier communicator's own queue drives it */
-        pthread_mutex_init(&l->mu, NULL);
-        pthread_cond_init(&l->cv, NULL);
+        l->world_rank = c->world_rank;
         m->local = l;
-        wr = NULL;
         st = share_arena(local, ls, &fd, err);
     }
     if (!st) st = shm_attach_fd(l, fd, err);
-    free(wr);
     MPI_Comm_free(&local);
     return st;
 }

@@ -148,7 +148,7 @@ static uint8_t *slot(const shm_comm_t *s, int r, int par) {
     return s->slots + ((size_t)r * 2 + (size_t)par) * s->chunk;
 }
 
-size_t shm_chunk_bytes(void) {
+static size_t shm_chunk_bytes(void) {
     long long v = DEFAULT_CHUNK;
     if (tpar_env_int("TPAR_SHM_CHUNK", DEFAULT_CHUNK, 4096, 1ll << 30, &v, NULL) != TPAR_OK) v = DEFAULT_CHUNK;
     return round_up((size_t)v, 4096);
