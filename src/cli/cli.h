@@ -21,6 +21,14 @@ int tpar_cmd_bench(int argc, char **argv);
 int tpar_cmd_launch(int argc, char **argv);
 int tpar_cmd_plan(int argc, char **argv);
 int tpar_cmd_info(int argc, char **argv);
+/* One run of `tpar launch`: n ranks of prog; returns the exit status. fail (may be NULL) gets
+ * the first rank that failed (rank -1: none) and a signal (SIGINT/SIGTERM) the launcher got. */
+typedef struct {
+    int rank, pid, wstatus, signal;
+} tpar_launch_fail_t;
+int tpar_launch_job(int n, char **prog, double grace, tpar_launch_fail_t *fail);
+/* Runs the job again after a failure, up to max_restarts times (supervise.c). */
+int tpar_launch_supervise(int n, char **prog, double grace, int max_restarts);
 /* `tpar bench comm ...` (argv[0] is "comm"). */
 int tpar_bench_comm(int argc, char **argv);
 
