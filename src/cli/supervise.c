@@ -50,9 +50,14 @@ static long long report(const tpar_fault_board_t *b, int n, int attempt, const t
     if (s.step >= 0) snprintf(where, sizeof where, " %s step %lld", s.saving ? "while saving the checkpoint of" : "at", s.step);
     snprintf(reason, cap, "rank %d %s%s%s%s", f->rank, h, where, s.coll[0] ? ", last communication call: " : "", s.coll);
     fprintf(stderr, "tpar launch: attempt %d failed: %s\n", attempt + 1, reason);
+    // Where every rank was (a stalled rank shows an older last call than the others); the
+    // error each reported. Beyond 16 ranks only those that reported one.
     for (int r = 0; r < n; r++) {
         tpar_fault_slot_t o;
         tpar_fault_board_read(b, r, &o);
+        if (n <= 16 && o.step >= 0)
+            fprintf(stderr, "tpar launch:   rank %d was %s step %lld, last call: %s\n", r, o.saving ? "saving" : "at",
+                    o.step, o.coll[0] ? o.coll : "none");
         if (o.error[0]) fprintf(stderr, "tpar launch:   rank %d reported: %s\n", r, o.error);
     }
     return done;
