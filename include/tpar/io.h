@@ -156,14 +156,16 @@ tpar_status tpar_ckpt_path(char *buf, size_t cap, const char *dir, int64_t step,
 tpar_status tpar_ckpt_begin(const char *dir, int64_t step, char *tmp_dir, size_t cap, tpar_err_t *err);
 
 /* Finishes the save begun by tpar_ckpt_begin: fsyncs every file of the temporary directory,
- * reads each back once for its size and crc32, writes manifest.json, fsyncs, renames the
+ * reads each back once for its size and crc32 (per tensor too for *.safetensors files, which
+ * are validated on the way), writes manifest.json, fsyncs, renames the
  * directory to DIR/step_N (replacing an older one of the same step), updates DIR/latest, then
  * (keep > 0) removes checkpoints up to step N other than the newest `keep` valid ones. An error
  * after the rename (pointer, rotation) leaves the new checkpoint committed and loadable. */
 tpar_status tpar_ckpt_commit(const char *dir, int64_t step, int keep, tpar_err_t *err);
 
-/* Checks a checkpoint directory against its manifest: every file present with its size, and
- * with full != 0 its crc32 too. TPAR_ERR_CORRUPT naming the file and what was expected. */
+/* Checks a checkpoint directory against its manifest (which must be for the step its name
+ * says): every file present with its size, and with full != 0 (one read of everything) its
+ * crc32s too. TPAR_ERR_CORRUPT naming the file, the tensor and what was expected. */
 tpar_status tpar_ckpt_verify(const char *ckpt_dir, int full, tpar_err_t *err);
 
 typedef struct {

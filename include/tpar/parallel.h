@@ -19,7 +19,7 @@
  * - Layers never own parameters: the caller points w, b, dw, db at its flat buffers
  *   (so a tied weight is just the same pointer in two layers). Layers that hold
  *   intermediate activations (MLP, attention, block) allocate them at init for at most
- *   max_tokens tokens; their backward uses what the last forward saved.
+ *   max_tokens tokens; their backward uses what the last forward saved and leaves it intact.
  * - Parameter gradients ACCUMULATE (+=, like the kernels). Input gradients dx are
  *   WRITTEN (=): they are the output of a collective.
  * - Every function that communicates returns a tpar_status and fills err; a failed
@@ -65,6 +65,15 @@ typedef enum {
     TPAR_SHARD_QKV,            /* (3C, cols) split per third by rows: fused QKV weight and bias */
     TPAR_SHARD_KIND_COUNT
 } tpar_shard_kind;
+
+/* The rectangles of the full (rows, cols) tensor that `rank` owns, in the order they lie
+ * one after another in its dense shard: one, or three for QKV (a slice each of Q, K, V).
+ * A loader reads exactly these (tpar_slice_2d(row0, rows, col0, cols) of io.h). */
+typedef struct {
+    int row0, rows, col0, cols;
+} tpar_shard_rect_t;
+tpar_status tpar_shard_rects(tpar_shard_kind kind, int rows, int cols, int tp, int rank,
+                             tpar_shard_rect_t rect[3], int *nrect, tpar_err_t *err);
 
 /* Copies rank `rank`'s shard of the full (rows, cols) tensor into local (dense), or back.
  * A bias is (rows, 1). Errors: a dimension that does not divide, a bad kind or rank. */
@@ -249,6 +258,7 @@ typedef struct {
     float *pre;           /* (N, H/tp) fc output before bias and GELU */
     float *act;           /* (N, H/tp) GELU output */
     float *dact;          /* (N, H/tp) */
+    float *dpre;          /* (N, H/tp) */
 } tpar_tp_mlp_t;
 
 /* proj_flags: 0, or TPAR_LINEAR_SKIP_BIAS_ADD when the caller fuses proj's bias. */

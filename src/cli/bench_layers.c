@@ -281,20 +281,22 @@ int tpar_bench_layers_main(int argc, char **argv, const char *launcher, const ch
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     opts_t o = {.tokens = {256, 512, 1024, 2048}, .ntokens = 4, .tps = {1, 2}, .ntps = 2, .iters = 3, .seq = 256};
-    long long v;
+    long long v = 0;
     int c;
     optind = 1;
     while ((c = tpar_cli_getopt(CMD, argc, argv, "h", lopts)) != -1) {
+        int bad = 0;
         switch (c) {
-        case 't': if (parse_list("--tokens", optarg, 1, 1 << 20, o.tokens, &o.ntokens)) return TPAR_EXIT_USAGE; break;
-        case 'p': if (parse_list("--tp", optarg, 1, 64, o.tps, &o.ntps)) return TPAR_EXIT_USAGE; break;
-        case 's': if (tpar_cli_int(CMD, "--seq", optarg, 1, 1 << 16, &v)) return TPAR_EXIT_USAGE; o.seq = (int)v; break;
-        case 'i': if (tpar_cli_int(CMD, "--iters", optarg, 1, 1000, &v)) return TPAR_EXIT_USAGE; o.iters = (int)v; break;
+        case 't': bad = parse_list("--tokens", optarg, 1, 1 << 20, o.tokens, &o.ntokens); break;
+        case 'p': bad = parse_list("--tp", optarg, 1, 64, o.tps, &o.ntps); break;
+        case 's': bad = tpar_cli_int(CMD, "--seq", optarg, 1, 1 << 16, &v), o.seq = (int)v; break;
+        case 'i': bad = tpar_cli_int(CMD, "--iters", optarg, 1, 1000, &v), o.iters = (int)v; break;
         case 'j': o.json = 1; break;
         case 'w': o.worker = 1; break;
         case 'h': usage(stdout); return TPAR_EXIT_OK;
-        default: return TPAR_EXIT_USAGE;
+        default: bad = 1;
         }
+        if (bad) return TPAR_EXIT_USAGE;
     }
     if (optind < argc) {
         tpar_cli_error(CMD, "unexpected argument '%s'", argv[optind]);

@@ -19,7 +19,7 @@
 #define MANIFEST_VERSION 1
 
 tpar_status tpar_ckpt_path(char *buf, size_t cap, const char *dir, int64_t step, int tmp) {
-    if (!buf || !dir || step < 0) return TPAR_ERR_INVALID_ARG;
+    if (!buf || !dir || !*dir || step < 0) return TPAR_ERR_INVALID_ARG;
     int n = snprintf(buf, cap, "%s/step_%08lld%s", dir, (long long)step, tmp ? ".tmp" : "");
     return (n < 0 || (size_t)n >= cap) ? TPAR_ERR_INVALID_ARG : TPAR_OK;
 }
@@ -76,33 +76,82 @@ static tpar_status mkdir_p(const char *dir, tpar_err_t *err) {
 
 /* ---- checksums --------------------------------------------------------------------------- */
 
-static tpar_status crc_fd(int fd, const char *path, uint64_t *size, uint32_t *crc, tpar_err_t *err) {
+/* crc32 of up to len bytes from off (fewer at end of file); *got says how many. */
+static tpar_status crc_range(int fd, const char *path, uint64_t off, uint64_t len, uint64_t *got, uint32_t *crc,
+                             tpar_err_t *err) {
     enum { CHUNK = 1 << 20 };
     unsigned char *buf = malloc(CHUNK);
     if (!buf) return tpar_err_set(err, TPAR_ERR_NOMEM, "out of memory checksumming %s", path);
     uLong c = crc32(0L, Z_NULL, 0);
-    uint64_t off = 0;
-    for (;;) {
-        ssize_t r = tpar_io_pread_full(fd, buf, CHUNK, off);
+    uint64_t done = 0;
+    while (done < len) {
+        size_t want = len - done < CHUNK ? (size_t)(len - done) : CHUNK;
+        ssize_t r = tpar_io_pread_full(fd, buf, want, off + done);
         if (r < 0) {
             int e = errno;
             free(buf);
             return tpar_err_set(err, TPAR_ERR_IO, "cannot read %s: %s", path, strerror(e));
         }
         c = crc32(c, buf, (uInt)r);
-        off += (uint64_t)r;
-        if (r < CHUNK) break;
+        done += (uint64_t)r;
+        if ((size_t)r < want) break;
     }
     free(buf);
-    *size = off;
+    *got = done;
     *crc = (uint32_t)c;
+    return TPAR_OK;
+}
+
+static int by_begin(const void *a, const void *b) {
+    const tpar_st_tensor_t *x = *(const tpar_st_tensor_t *const *)a, *y = *(const tpar_st_tensor_t *const *)b;
+    return (x->begin > y->begin) - (x->begin < y->begin);
+}
+
+/* The manifest entry of a file, in one sequential read: {"size", "crc32"} and, for a
+ * safetensors file (validated on the way), "tensors": {name: crc32} so that a corrupted
+ * checkpoint names the tensor. The file's crc32 combines the header's and the tensors'. */
+static tpar_status file_entry(const char *path, int fd, json_t **out, tpar_err_t *err) {
+    *out = NULL;
+    tpar_st_file_t *sf = NULL;
+    tpar_status st = has_suffix(path, ".safetensors") ? tpar_st_open(path, &sf, err) : TPAR_OK;
+    if (st != TPAR_OK) return st;
+    size_t n = tpar_st_count(sf);
+    const tpar_st_tensor_t **order = malloc((n + 1) * sizeof *order);
+    json_t *entry = json_object(), *tensors = sf ? json_object() : NULL;
+    if (!order || !entry || (sf && !tensors)) st = tpar_err_set(err, TPAR_ERR_NOMEM, "out of memory checksumming %s", path);
+    for (size_t i = 0; st == TPAR_OK && i < n; i++) order[i] = tpar_st_tensor(sf, i);
+    if (st == TPAR_OK && n) qsort(order, n, sizeof *order, by_begin);
+    /* Range 0: the whole file, or a safetensors file's length field and header. */
+    uint64_t base = sf ? tpar_io_st_data_start(sf) : 0, size = 0, got;
+    uint32_t crc = 0, c;
+    if (st == TPAR_OK) st = crc_range(fd, path, 0, sf ? base : UINT64_MAX, &size, &crc, err);
+    for (size_t i = 0; st == TPAR_OK && i < n; i++) { /* the tensors tile the rest, in order */
+        const tpar_st_tensor_t *t = order[i];
+        st = crc_range(fd, path, base + t->begin, t->end - t->begin, &got, &c, err);
+        if (st == TPAR_OK && json_object_set_new(tensors, t->name, json_integer((json_int_t)c)) != 0)
+            st = tpar_err_set(err, TPAR_ERR_NOMEM, "out of memory checksumming %s", path);
+        crc = (uint32_t)crc32_combine(crc, c, (z_off_t)got);
+        size += got;
+    }
+    if (st == TPAR_OK && (json_object_set_new(entry, "size", json_integer((json_int_t)size)) != 0 ||
+                          json_object_set_new(entry, "crc32", json_integer((json_int_t)crc)) != 0 ||
+                          (tensors && json_object_set(entry, "tensors", tensors) != 0)))
+        st = tpar_err_set(err, TPAR_ERR_NOMEM, "out of memory checksumming %s", path);
+    json_decref(tensors);
+    free(order);
+    tpar_st_close(sf);
+    if (st != TPAR_OK) {
+        json_decref(entry);
+        return st;
+    }
+    *out = entry;
     return TPAR_OK;
 }
 
 tpar_status tpar_file_crc32(const char *path, uint64_t *size, uint32_t *crc, tpar_err_t *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return tpar_err_set(err, TPAR_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    tpar_status st = crc_fd(fd, path, size, crc, err);
+    tpar_status st = crc_range(fd, path, 0, UINT64_MAX, size, crc, err);
     close(fd);
     return st;
 }
@@ -181,6 +230,7 @@ static tpar_status write_manifest(const char *tmp, int64_t step, tpar_err_t *err
     char **names;
     size_t n;
     tpar_status st = list_files(tmp, &names, &n, err);
+    if (st == TPAR_OK && n == 0) st = tpar_err_set(err, TPAR_ERR_INVALID_ARG, "%s: nothing to commit (no files)", tmp);
     json_t *root = json_pack("{s:s, s:i, s:I, s:{}}", "format", MANIFEST_FORMAT, "version", MANIFEST_VERSION,
                              "step", (json_int_t)step, "files");
     json_t *files = json_object_get(root, "files");
@@ -189,17 +239,13 @@ static tpar_status write_manifest(const char *tmp, int64_t step, tpar_err_t *err
         char p[TPAR_CKPT_PATH_MAX];
         if ((st = join_path(p, sizeof p, tmp, names[i], err)) != TPAR_OK) break;
         int fd = open(p, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0) {
+        json_t *entry = NULL;
+        if (fd < 0 || fsync(fd) != 0)
             st = tpar_err_set(err, TPAR_ERR_IO, "cannot flush %s: %s", p, strerror(errno));
-        } else {
-            uint64_t size;
-            uint32_t crc;
-            st = crc_fd(fd, p, &size, &crc, err);
-            if (st == TPAR_OK &&
-                json_object_set_new(files, names[i],
-                                    json_pack("{s:I, s:I}", "size", (json_int_t)size, "crc32", (json_int_t)crc)) != 0)
-                st = tpar_err_set(err, TPAR_ERR_INVALID_ARG, "%s: file name is not valid UTF-8", p);
-        }
+        else
+            st = file_entry(p, fd, &entry, err);
+        if (st == TPAR_OK && json_object_set_new(files, names[i], entry) != 0)
+            st = tpar_err_set(err, TPAR_ERR_INVALID_ARG, "%s: file name is not valid UTF-8", p);
         if (fd >= 0) close(fd);
     }
     char *text = st == TPAR_OK ? json_dumps(root, JSON_INDENT(1)) : NULL;
@@ -215,7 +261,7 @@ static tpar_status write_manifest(const char *tmp, int64_t step, tpar_err_t *err
     return st;
 }
 
-/* Complete checkpoints (step_N directories) in DIR, newest first. */
+/* The steps of the step_N directories in DIR, newest first (none if DIR is missing). */
 static tpar_status list_steps(const char *dir, int64_t **steps, size_t *count, tpar_err_t *err);
 
 /* Keeps the newest `keep` valid checkpoints up to `step`; removes older and invalid ones there.
@@ -269,6 +315,41 @@ tpar_status tpar_ckpt_commit(const char *dir, int64_t step, int keep, tpar_err_t
 
 /* ---- loading ----------------------------------------------------------------------------- */
 
+/* Recomputes a file's manifest entry and compares it with the recorded one; a mismatch names
+ * the first tensor whose bytes changed. */
+static tpar_status check_entry(const char *path, json_t *want, tpar_err_t *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return tpar_err_set(err, TPAR_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    json_t *have = NULL;
+    tpar_status st = file_entry(path, fd, &have, err); /* a header now invalid fails here, named */
+    close(fd);
+    if (st != TPAR_OK) return st;
+    json_t *hc = json_object_get(have, "crc32"), *wc = json_object_get(want, "crc32");
+    if (!json_equal(json_object_get(have, "size"), json_object_get(want, "size")) || !json_equal(hc, wc)) {
+        json_t *wt = json_object_get(want, "tensors"), *v;
+        const char *name;
+        json_object_foreach(json_object_get(have, "tensors"), name, v) {
+            json_t *w = json_object_get(wt, name);
+            if (!w) {
+                st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: tensor '%s' is not in the manifest", path, name);
+                break;
+            }
+            if (!json_equal(w, v)) {
+                st = tpar_err_set(err, TPAR_ERR_CORRUPT,
+                                  "%s: tensor '%s' has crc32 0x%08llx, the manifest says 0x%08llx (corrupted)", path,
+                                  name, (unsigned long long)json_integer_value(v),
+                                  (unsigned long long)json_integer_value(w));
+                break;
+            }
+        }
+        if (st == TPAR_OK)
+            st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: crc32 0x%08llx, the manifest says 0x%08llx (corrupted)", path,
+                              (unsigned long long)json_integer_value(hc), (unsigned long long)json_integer_value(wc));
+    }
+    json_decref(have);
+    return st;
+}
+
 tpar_status tpar_ckpt_verify(const char *ckpt_dir, int full, tpar_err_t *err) {
     char p[TPAR_CKPT_PATH_MAX];
     if (!ckpt_dir) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "tpar_ckpt_verify: NULL directory");
@@ -311,12 +392,7 @@ tpar_status tpar_ckpt_verify(const char *ckpt_dir, int full, tpar_err_t *err) {
             st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: %lld bytes, the manifest says %lld (truncated?)", fp,
                               (long long)sb.st_size, (long long)want_size);
         } else if (full) {
-            uint64_t size;
-            uint32_t crc;
-            st = tpar_file_crc32(fp, &size, &crc, err);
-            if (st == TPAR_OK && (size != (uint64_t)want_size || crc != (uint32_t)want_crc))
-                st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: crc32 0x%08x, the manifest says 0x%08x (corrupted)", fp,
-                                  crc, (unsigned)want_crc);
+            st = check_entry(fp, v, err);
         }
     }
     json_decref(root);

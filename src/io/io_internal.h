@@ -26,4 +26,7 @@ tpar_status tpar_io_write_atomic(const char *path, const void *data, size_t len,
 /* Removes a file or a directory tree (no symlinks followed). Missing is not an error. */
 tpar_status tpar_io_rmtree(const char *path, tpar_err_t *err);
 
+/* Where an open safetensors file's data buffer starts (8 + header length). */
+uint64_t tpar_io_st_data_start(const tpar_st_file_t *f);
+
 #endif /* TPAR_IO_INTERNAL_H */

@@ -391,6 +391,8 @@ done:
 
 size_t tpar_st_count(const tpar_st_file_t *f) { return f ? f->n : 0; }
 
+uint64_t tpar_io_st_data_start(const tpar_st_file_t *f) { return f ? f->data_start : 0; }
+
 const tpar_st_tensor_t *tpar_st_tensor(const tpar_st_file_t *f, size_t i) {
     return (f && i < f->n) ? &f->t[i] : NULL;
 }

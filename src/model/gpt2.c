@@ -100,29 +100,18 @@ static void build_table(tpar_gpt2_t *m) {
 }
 
 int tpar_gpt2_pieces(const tpar_gpt2_tensor_t *t, int tp, int rank, tpar_gpt2_piece_t out[3]) {
-    switch (t->kind) {
-    case TPAR_SHARD_ROWS: {
-        int rl = t->rows / tp, r0 = rank * rl, nr = rl;
-        if (r0 + nr > t->file_rows) nr = t->file_rows - r0; // vocabulary padding is not in the file
-        if (nr <= 0) return 0;
-        out[0] = (tpar_gpt2_piece_t){r0, nr, 0, t->cols, 0, t->cols};
-        return 1;
+    tpar_shard_rect_t rect[3];
+    int n = 0, k = 0;
+    // The table's shapes were checked when the model was built, so this cannot fail.
+    if (tpar_shard_rects(t->kind, t->rows, t->cols, tp, rank, rect, &n, NULL)) return 0;
+    size_t off = 0; // the rectangles lie one after another in the dense shard
+    for (int p = 0; p < n; p++) {
+        int nr = rect[p].rows;
+        if (rect[p].row0 + nr > t->file_rows) nr = t->file_rows - rect[p].row0; // vocabulary padding: not in files
+        if (nr > 0) out[k++] = (tpar_gpt2_piece_t){rect[p].row0, nr, rect[p].col0, rect[p].cols, off, rect[p].cols};
+        off += (size_t)rect[p].rows * rect[p].cols;
     }
-    case TPAR_SHARD_QKV: {
-        int third = t->rows / 3, tl = third / tp;
-        for (int k = 0; k < 3; k++)
-            out[k] = (tpar_gpt2_piece_t){k * third + rank * tl, tl, 0, t->cols, (size_t)k * tl * t->cols, t->cols};
-        return 3;
-    }
-    case TPAR_SHARD_COLS: {
-        int cl = t->cols / tp;
-        out[0] = (tpar_gpt2_piece_t){0, t->rows, rank * cl, cl, 0, cl};
-        return 1;
-    }
-    default:
-        out[0] = (tpar_gpt2_piece_t){0, t->rows, 0, t->cols, 0, t->cols};
-        return 1;
-    }
+    return k;
 }
 
 /* ---- build and free ------------------------------------------------------------------------ */

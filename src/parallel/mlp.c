@@ -23,9 +23,10 @@ tpar_status tpar_tp_mlp_init(tpar_tp_mlp_t *m, const tpar_tp_t *tp, int C, int H
     m->in = m->fc.in;
     m->out = m->proj.out;
     size_t n = (size_t)max_tokens * m->Hl;
-    if ((st = tpar_par_alloc(&m->pre, 3 * n, "MLP activations", err))) goto fail;
+    if ((st = tpar_par_alloc(&m->pre, 4 * n, "MLP activations", err))) goto fail;
     m->act = m->pre + n;
     m->dact = m->act + n;
+    m->dpre = m->dact + n;
     return TPAR_OK;
 fail:
     tpar_tp_mlp_free(m);
@@ -37,7 +38,7 @@ void tpar_tp_mlp_free(tpar_tp_mlp_t *m) {
     tpar_col_linear_free(&m->fc);
     tpar_row_linear_free(&m->proj);
     tpar_free(m->pre);
-    m->pre = m->act = m->dact = NULL;
+    m->pre = m->act = m->dact = m->dpre = NULL;
 }
 
 tpar_status tpar_tp_mlp_forward(tpar_tp_mlp_t *m, float *y, const float *x, int N, tpar_err_t *err) {
@@ -53,8 +54,7 @@ tpar_status tpar_tp_mlp_backward(tpar_tp_mlp_t *m, float *dx, const float *dy, c
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "MLP backward: fc bias or its gradient not set");
     tpar_status st = tpar_row_linear_backward(&m->proj, m->dact, dy, m->act, N, err); // (N, H/tp)
     if (st) return st;
-    float *dpre = m->act; // the GELU output is dead now: its buffer takes d(pre)
-    memset(dpre, 0, (size_t)N * m->Hl * sizeof(float));
-    tpar_bias_gelu_backward(dpre, m->fc.db, m->pre, m->fc.b, m->dact, N, m->Hl);
-    return tpar_col_linear_backward(&m->fc, dx, dpre, x, N, err);
+    memset(m->dpre, 0, (size_t)N * m->Hl * sizeof(float));
+    tpar_bias_gelu_backward(m->dpre, m->fc.db, m->pre, m->fc.b, m->dact, N, m->Hl);
+    return tpar_col_linear_backward(&m->fc, dx, m->dpre, x, N, err);
 }

@@ -38,23 +38,14 @@ int tpar_vocab_padded(int V, int tp, int multiple) {
     return vp > INT_MAX ? -1 : (int)vp;
 }
 
-/* The block of the full (rows, cols) tensor that `rank` owns, as up to 3 row ranges
- * (QKV: one per third) of one column range. */
-typedef struct {
-    int nparts, part_rows, full_row0[3], local_row0[3];
-    int col0, cols_local;
-} shard_box_t;
-
-static tpar_status shard_box(tpar_shard_kind kind, int rows, int cols, int tp, int rank, shard_box_t *bx,
-                             tpar_err_t *err) {
+tpar_status tpar_shard_rects(tpar_shard_kind kind, int rows, int cols, int tp, int rank,
+                             tpar_shard_rect_t rect[3], int *nrect, tpar_err_t *err) {
     if (rows < 1 || cols < 1)
         return tpar_err_set(err, TPAR_ERR_SHAPE, "shard: tensor shape (%d, %d) must be positive", rows, cols);
     if (tp < 1 || rank < 0 || rank >= tp)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "shard: rank %d is not in a TP group of %d", rank, tp);
-    memset(bx, 0, sizeof *bx);
-    bx->nparts = 1;
-    bx->part_rows = rows;
-    bx->cols_local = cols;
+    *nrect = 1;
+    rect[0] = (tpar_shard_rect_t){0, rows, 0, cols};
     tpar_status st = TPAR_OK;
     int l = 0;
     switch (kind) {
@@ -62,24 +53,18 @@ static tpar_status shard_box(tpar_shard_kind kind, int rows, int cols, int tp, i
         break;
     case TPAR_SHARD_ROWS:
         if ((st = tpar_shard_size("shard: rows (output features / vocabulary)", rows, tp, &l, err))) return st;
-        bx->part_rows = l;
-        bx->full_row0[0] = rank * l;
+        rect[0].row0 = rank * l, rect[0].rows = l;
         break;
     case TPAR_SHARD_COLS:
         if ((st = tpar_shard_size("shard: columns (input features)", cols, tp, &l, err))) return st;
-        bx->col0 = rank * l;
-        bx->cols_local = l;
+        rect[0].col0 = rank * l, rect[0].cols = l;
         break;
     case TPAR_SHARD_QKV:
         if (rows % 3)
             return tpar_err_set(err, TPAR_ERR_SHAPE, "shard: a fused QKV tensor has 3*C rows, got %d", rows);
         if ((st = tpar_shard_size("shard: QKV features C", rows / 3, tp, &l, err))) return st;
-        bx->nparts = 3;
-        bx->part_rows = l;
-        for (int p = 0; p < 3; p++) {
-            bx->full_row0[p] = p * (rows / 3) + rank * l;
-            bx->local_row0[p] = p * l;
-        }
+        *nrect = 3;
+        for (int p = 0; p < 3; p++) rect[p] = (tpar_shard_rect_t){p * (rows / 3) + rank * l, l, 0, cols};
         break;
     default:
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "shard: unknown shard kind %d", (int)kind);
@@ -89,16 +74,19 @@ static tpar_status shard_box(tpar_shard_kind kind, int rows, int cols, int tp, i
 
 static tpar_status shard_copy(tpar_shard_kind kind, float *local, float *full, int rows, int cols, int tp,
                               int rank, int to_local, tpar_err_t *err) {
-    shard_box_t bx;
-    tpar_status st = shard_box(kind, rows, cols, tp, rank, &bx, err);
+    tpar_shard_rect_t rect[3];
+    int n = 0;
+    tpar_status st = tpar_shard_rects(kind, rows, cols, tp, rank, rect, &n, err);
     if (st) return st;
-    for (int p = 0; p < bx.nparts; p++)
-        for (int i = 0; i < bx.part_rows; i++) {
-            float *f = full + (size_t)(bx.full_row0[p] + i) * cols + bx.col0;
-            float *s = local + (size_t)(bx.local_row0[p] + i) * bx.cols_local;
-            if (to_local) memcpy(s, f, (size_t)bx.cols_local * sizeof(float));
-            else memcpy(f, s, (size_t)bx.cols_local * sizeof(float));
+    // the rectangles lie one after another in the dense shard
+    for (int p = 0; p < n; p++) {
+        size_t w = (size_t)rect[p].cols * sizeof(float);
+        for (int i = 0; i < rect[p].rows; i++, local += rect[p].cols) {
+            float *f = full + (size_t)(rect[p].row0 + i) * cols + rect[p].col0;
+            if (to_local) memcpy(local, f, w);
+            else memcpy(f, local, w);
         }
+    }
     return TPAR_OK;
 }
 

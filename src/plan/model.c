@@ -88,19 +88,26 @@ static double gemm_s(const tpar_plan_hw_t *hw, double peak, double e, double bat
     return fmax(flops / (peak * hw->gemm_eff), bytes / (hw->hbm_bw * hw->hbm_eff));
 }
 
-/* How a group of n ranks with rank stride `stride` lies on nodes of G GPUs. */
+/* How the slowest group of n ranks with rank stride `stride` lies on nodes of G GPUs:
+ * how many nodes it spans and how many of its members the least populated node holds. */
 typedef struct {
     double n, nodes, per_node;
 } group_t;
 
 static group_t group_of(long long n, long long stride, long long G) {
-    group_t g;
-    long long k = stride >= G ? 1 : G / stride;
-    if (k > n) k = n;
-    if (k < 1) k = 1;
-    g.n = (double)n;
-    g.per_node = (double)k;
-    g.nodes = (double)((n + k - 1) / k);
+    group_t g = {(double)n, (double)n, 1}; /* stride >= G: one member a node */
+    if (stride < G) {
+        long long k = G / stride; /* members a node when groups line up with nodes */
+        if (k > n) k = n;
+        g.per_node = (double)k;
+        g.nodes = (double)((n + k - 1) / k);
+        /* Groups that do not line up with node boundaries (e.g. tp 3 on 8-GPU nodes): some
+         * straddle two nodes, one of which may hold a single member. */
+        if (G % stride || ((G / stride) % n && n % (G / stride))) {
+            g.per_node = 1;
+            g.nodes += g.nodes < (double)n ? 1 : 0;
+        }
+    }
     return g;
 }
 
@@ -288,6 +295,10 @@ static tpar_status check_layout(const tpar_plan_model_t *m, const tpar_plan_layo
     if (m->layers % L->pp)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                             "--pp %lld does not divide the model's %lld layers", L->pp, m->layers);
+    if (L->sp && m->seq % L->tp)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "--sp splits the sequence over --tp %lld ranks, which does not divide its length %lld",
+                            L->tp, m->seq);
     if (L->micro_batch > L->global_batch || L->global_batch % (L->dp * L->micro_batch))
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                             "--global-batch %lld is not divisible by --dp %lld x --micro-batch %lld",
@@ -328,7 +339,8 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
      * when consecutive stages are on different nodes. */
     double pp_mb = 0;
     if (L->pp > 1) {
-        int cross = L->tp * L->dp >= hw->gpus_per_node;
+        /* over IB when stages are a node or more apart, or do not line up with nodes */
+        int cross = L->tp * L->dp >= hw->gpus_per_node || hw->gpus_per_node % (L->tp * L->dp);
         double bw = cross ? hw->ib_bw * hw->ib_eff : hw->nvlink_bw * hw->nvlink_eff;
         double lat = hw->lat_base_s + (cross ? hw->lat_inter_s : hw->lat_intra_s);
         double bytes = (double)m->seq * (double)L->micro_batch * (double)m->hidden * c.e / (double)L->tp;
@@ -339,6 +351,14 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
     stage_mem_t ml = L->pp > 1 ? stage_memory(&c, 0, 1, mb) : mf;
     stage_mem_t *mm = mf.total >= ml.total ? &mf : &ml;
     res->params_per_gpu = fmax(mf.params, ml.params);
+    res->mem_weights = mm->weights;
+    res->mem_grads = mm->grads;
+    res->mem_optimizer = mm->optimizer;
+    res->mem_activations = mm->activations;
+    res->mem_comm = mm->comm;
+    res->mem_total = mm->total;
+    res->mem_usable = hw->mem_bytes - hw->reserve_bytes;
+    res->fits = res->mem_total <= res->mem_usable;
 
     /* Gradient accumulation: every micro-batch's weight gradients are added into the step's
      * gradient buffer (read both, write one: 3 accesses of e bytes a parameter). */
@@ -351,15 +371,6 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
     res->t_tp_comm = mb * sc.tp;
     res->t_pp_comm = mb * pp_mb;
     res->t_bubble = (p - 1) * t_mb; /* 1F1B: bubble fraction (p - 1)/m of the ideal time */
-
-    res->mem_weights = mm->weights;
-    res->mem_grads = mm->grads;
-    res->mem_optimizer = mm->optimizer;
-    res->mem_activations = mm->activations;
-    res->mem_comm = mm->comm;
-    res->mem_total = mm->total;
-    res->mem_usable = hw->mem_bytes - hw->reserve_bytes;
-    res->fits = res->mem_total <= res->mem_usable;
 
     /* Data parallelism: gradients of this GPU's parameters, over the dp ranks (stride t). */
     group_t dpg = group_of(L->dp, L->tp, hw->gpus_per_node);
@@ -386,8 +397,8 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
         res->t_dp_exposed = mb * (fmax(0, half - hide_f) + fmax(0, 2 * half - hide_b));
         break;
     }
-    /* AdamW: read master weight, m, v, gradient; write master, m, v and the bf16 copy
-     * (2 + 3*4 + 4*3 + 2 bytes, or 4*4 + 4*3 in fp32): 28 bytes a parameter at HBM speed. */
+    /* AdamW: read the gradient and the fp32 master weight, m, v; write master, m, v and the
+     * bf16 copy (2 + 12 + 12 + 2 bytes; fp32: 16 read + 12 written): 28 bytes a parameter. */
     res->t_optimizer = res->params_per_gpu / (L->zero >= 1 ? (double)L->dp : 1) * 28 / c.hbm;
 
     res->t_step = res->t_gemm + res->t_elementwise + res->t_tp_comm + res->t_pp_comm + res->t_bubble +
@@ -454,6 +465,10 @@ tpar_status tpar_plan_search(const tpar_plan_model_t *m, const tpar_plan_hw_t *h
     if (con->tp && m->heads % con->tp)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                             "--tp %lld does not divide the model's %lld attention heads", con->tp, m->heads);
+    if (con->tp && con->sp && m->seq % con->tp)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "--sp splits the sequence over --tp %lld ranks, which does not divide its length %lld",
+                            con->tp, m->seq);
     if (con->pp && m->layers % con->pp)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--pp %lld does not divide the model's %lld layers",
                             con->pp, m->layers);

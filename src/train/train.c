@@ -99,11 +99,18 @@ static tpar_status comm_fail(tpar_comm_t *c, tpar_status st, const char *what, t
     return tpar_err_set(err, st, "%s: %s", what, c ? tpar_comm_error(c) : tpar_status_str(st));
 }
 
-/* Starts the DP all-reduce of a bucket of gradients that backward just finished. */
+/* Starts the DP all-reduce of a bucket of gradients that backward just finished. Testing the
+ * earlier buckets first drives them forward when the comm has no progress thread. */
 static tpar_status bucket_ready(void *ctx, size_t offset, size_t count, tpar_err_t *err) {
     job_t *j = ctx;
     if (j->nreq >= MAX_BUCKETS) return tpar_err_set(err, TPAR_ERR_INTERNAL, "train: too many gradient buckets");
-    tpar_status st = tpar_comm_iallreduce(j->dpc, TPAR_IN_PLACE, j->m->grads + offset, count, TPAR_F32, TPAR_SUM,
+    tpar_status st = TPAR_OK;
+    for (int i = 0; i < j->nreq && !st; i++) {
+        int done = 0;
+        if (j->reqs[i] && !(st = tpar_comm_test(j->reqs[i], &done)) && done) j->reqs[i] = NULL; // freed by test
+    }
+    if (st) return comm_fail(j->dpc, st, "data-parallel gradient all-reduce", err);
+    st = tpar_comm_iallreduce(j->dpc, TPAR_IN_PLACE, j->m->grads + offset, count, TPAR_F32, TPAR_SUM,
                                           &j->reqs[j->nreq]);
     if (st) return comm_fail(j->dpc, st, "data-parallel gradient all-reduce", err);
     j->nreq++;
@@ -113,6 +120,7 @@ static tpar_status bucket_ready(void *ctx, size_t offset, size_t count, tpar_err
 static tpar_status wait_buckets(job_t *j, tpar_err_t *err) {
     tpar_status st = TPAR_OK;
     for (int i = 0; i < j->nreq; i++) {
+        if (!j->reqs[i]) continue;
         tpar_status s = tpar_comm_wait(j->reqs[i]);
         if (s && !st) st = comm_fail(j->dpc, s, "data-parallel gradient all-reduce", err);
     }

@@ -130,6 +130,13 @@ static void test_checkpoints(void) {
     find(&found, 1, TPAR_OK);
     CHECK_EQ_INT(0, found.found);
 
+    /* Committing an empty save (every writer failed) is refused; no checkpoint appears. */
+    char tmp[1200];
+    CHECK_EQ_INT(TPAR_OK, tpar_ckpt_begin(dir, 50, tmp, sizeof tmp, &err));
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_ckpt_commit(dir, 50, 0, &err));
+    CHECK_STR_CONTAINS(err.msg, "nothing to commit");
+    CHECK(!exists(50));
+
     CHECK_EQ_INT(TPAR_OK, save(100, 0));
     find(&found, 1, TPAR_OK);
     CHECK_EQ_INT(1, found.found);
@@ -182,7 +189,7 @@ static void test_checkpoints(void) {
     CHECK_EQ_INT(200, found.step);
     CHECK_EQ_INT(1, found.skipped);
     CHECK_STR_CONTAINS(found.warning, "step_00000300");
-    CHECK_STR_CONTAINS(found.warning, "model.safetensors: crc32");
+    CHECK_STR_CONTAINS(found.warning, "model.safetensors: tensor 'w' has crc32"); /* names the tensor */
     CHECK_EQ_INT(TPAR_ERR_CORRUPT, tpar_ckpt_verify(p, 1, &err));
     CHECK_EQ_INT(TPAR_OK, tpar_ckpt_verify(p, 0, &err)); /* sizes alone cannot see it */
     /* Truncated: seen by the size check alone. */
@@ -217,6 +224,27 @@ static void test_checkpoints(void) {
     CHECK_EQ_INT(500, found.step);
     check_loadable(&found, 500);
     CHECK(exists(400));
+
+    /* In-place damage elsewhere: a plain file's bytes, a safetensors header. */
+    tpar_ckpt_path(p, sizeof p, dir, 500, 0);
+    snprintf(mp, sizeof mp, "%s/state.json", p);
+    bytes = io_test_read(mp, &n);
+    bytes[3] ^= 0x01;
+    io_test_write(mp, bytes, n);
+    free(bytes);
+    find(&found, 1, TPAR_OK);
+    CHECK_EQ_INT(400, found.step);
+    CHECK_STR_CONTAINS(found.warning, "state.json: crc32");
+    CHECK_EQ_INT(TPAR_OK, save(500, 2));
+    snprintf(mp, sizeof mp, "%s/model.safetensors", p);
+    bytes = io_test_read(mp, &n);
+    bytes[8] = '[';
+    io_test_write(mp, bytes, n);
+    free(bytes);
+    find(&found, 1, TPAR_OK);
+    CHECK_EQ_INT(400, found.step);
+    CHECK_STR_CONTAINS(found.warning, "model.safetensors: header does not start with '{'");
+    CHECK_EQ_INT(TPAR_OK, save(500, 2));
 
     /* A directory renamed by hand does not pass for another step. */
     char p2[1200];

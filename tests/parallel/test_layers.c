@@ -14,6 +14,8 @@
  * backward amplify them; worst seen ~1.5e-6: RTOL_CHAIN = 1e-5. A missing or doubled
  * reduction is off by O(1) and fails by orders of magnitude.
  */
+#include <signal.h>
+
 #include "ptest.h"
 
 #define RTOL 2e-6
@@ -399,6 +401,15 @@ static void test_block(const tpar_tp_t *tp, float p) {
         if (info[i].kind == TPAR_SHARD_REPLICATED)
             PT_OK(tpar_check_replicated(tp, name, b.grads[i], b.local_numel[i], err));
     }
+    // a second backward (a second micro-batch) accumulates: every gradient doubles, the
+    // SP-reduced replicated ones included
+    PT_OK(tpar_block_backward(&b, dx, pt_act(tp, b.out.layout, dOut, N, C), x, B, T, off, err));
+    for (int i = 0; i < TPAR_BLOCK_NPARAMS; i++) {
+        size_t n_full = (size_t)info[i].rows * info[i].cols;
+        for (size_t j = 0; j < n_full; j++) G[i][j] *= 2.0f;
+        KT_CLOSE("block gradient after two backward passes", G[i],
+                 pt_gather(tp, info[i].kind, b.grads[i], info[i].rows, info[i].cols), n_full, RTOL_CHAIN);
+    }
     // the debug check passes, and catches a replicated parameter that drifted on one rank
     PT_OK(tpar_block_check_replicated(&b, err));
     if (tp->size > 1) {
@@ -411,13 +422,40 @@ static void test_block(const tpar_tp_t *tp, float p) {
     kt_free_all();
 }
 
-int main(void) {
+/* `die` (driven by test_peer_death.sh): the last rank SIGKILLs itself between a block's
+ * forward and backward; every other rank's backward must fail, naming the layer, the
+ * collective and the dead rank, instead of hanging or going on with wrong numbers. */
+static int peer_death(tpar_comm_t *world) {
+    const int B = 2, T = 8, N = B * T, C = 16;
+    tpar_tp_t tp;
+    tpar_block_t b;
+    tpar_err_t err = {0};
+    if (tpar_tp_init(&tp, world, 0, &err) || tpar_block_init(&b, &tp, C, 4, 64, B, T, 0.0f, 1, &err)) {
+        fprintf(stderr, "%ssetup: %s\n", check_state_.who, err.msg);
+        return 1;
+    }
+    size_t n = tpar_block_numel(&b);
+    tpar_block_carve(&b, kt_rand(n, -.1f, .1f), kt_zeros(n));
+    float *x = kt_rand((size_t)N * C, -1, 1), *y = kt_zeros((size_t)N * C), *dx = kt_zeros((size_t)N * C);
+    tpar_status st = tpar_block_forward(&b, y, x, B, T, 0, &err);
+    if (!st && tp.rank == tp.size - 1) raise(SIGKILL);
+    if (!st) st = tpar_block_backward(&b, dx, y, x, B, T, 0, &err);
+    check_init_();
+    printf("%sblock backward: %s: %s\n", check_state_.who, tpar_status_str(st), err.msg);
+    tpar_block_free(&b);
+    kt_free_all();
+    tpar_comm_free(world);
+    return st == TPAR_ERR_PEER_DEAD ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
     tpar_err_t err = {0};
     tpar_comm_t *world = NULL;
     if (tpar_comm_init(NULL, &world, &err)) {
         fprintf(stderr, "tpar_comm_init: %s\n", err.msg);
         return 1;
     }
+    if (argc > 1 && !strcmp(argv[1], "die")) return peer_death(world);
     for (int sp = 0; sp <= 1; sp++) {
         tpar_tp_t tp;
         if (tpar_tp_init(&tp, world, sp, &err)) {

@@ -50,6 +50,14 @@ static void test_extract_place(void) {
     CHECK(loc[0] == full[4] && loc[4] == full[Cc + 4]);
     CHECK_EQ_INT(TPAR_OK, tpar_shard_extract(TPAR_SHARD_QKV, loc, full, R, Cc, 2, 1, &err));
     CHECK(loc[0] == full[2 * Cc] && loc[2 * Cc] == full[6 * Cc] && loc[4 * Cc] == full[10 * Cc]);
+    // the rectangles a loader would read: QKV at tp = 4, rank 3 owns rows 3, 7, 11
+    tpar_shard_rect_t rect[3];
+    int nrect = 0;
+    CHECK_EQ_INT(TPAR_OK, tpar_shard_rects(TPAR_SHARD_QKV, R, Cc, 4, 3, rect, &nrect, &err));
+    CHECK_EQ_INT(3, nrect);
+    CHECK(rect[0].row0 == 3 && rect[1].row0 == 7 && rect[2].row0 == 11 && rect[2].rows == 1 && rect[2].cols == Cc);
+    CHECK_EQ_INT(TPAR_OK, tpar_shard_rects(TPAR_SHARD_COLS, R, Cc, 4, 2, rect, &nrect, &err));
+    CHECK(nrect == 1 && rect[0].row0 == 0 && rect[0].rows == R && rect[0].col0 == 4 && rect[0].cols == 2);
     // shapes that do not divide
     CHECK_EQ_INT(TPAR_ERR_SHAPE, tpar_shard_extract(TPAR_SHARD_ROWS, loc, full, R, Cc, 5, 0, &err));
     CHECK_STR_CONTAINS(err.msg, "rows");

@@ -258,6 +258,19 @@ static void test_time(void) {
     CHECK(cross.comm_compute_ratio > inside.comm_compute_ratio);
     CHECK_CLOSE((cross.t_tp_comm + cross.t_pp_comm + cross.t_dp_comm) / (cross.t_gemm + cross.t_elementwise),
                 cross.comm_compute_ratio, 1e-12, 0);
+    /* tp 3 on 4-GPU nodes: the group of ranks 3..5 straddles two nodes, one holding a single
+     * member, so the ring runs at one NIC's bandwidth; on 6-GPU nodes it stays inside one. */
+    tpar_plan_model_t m12 = model("8,768,12,32768,512");
+    L = layout(3, 6, 3, 1, 1, 2, TPAR_RECOMPUTE_NONE);
+    tpar_plan_result_t straddle = eval(&m12, &hw, &L);
+    tpar_plan_hw_t six = hardware("100,16,1000,100,10,6");
+    tpar_plan_result_t aligned = eval(&m12, &six, &L);
+    double M = 2 * 512, act = M * 768 * 2, stat = M * 4, lat_cross = hw.lat_base_s + 2 * hw.lat_intra_s + 2 * hw.lat_inter_s;
+    double ib = 10e9 * hw.ib_eff;
+    double want = straddle.micro_batches * ((4 * l + 2) * (lat_cross + 2 * 2.0 / 3 * act / ib) +
+                                            2 * (lat_cross + 2 * 2.0 / 3 * stat / ib));
+    CHECK_CLOSE(want, straddle.t_tp_comm, 1e-12, 0);
+    CHECK(straddle.t_tp_comm > 5 * aligned.t_tp_comm);
 }
 
 /* Every rule for a given layout is checked and named. */
@@ -283,10 +296,15 @@ static void test_layout_errors(void) {
         CHECK(tpar_plan_evaluate(&m, &hw, &cases[i].L, &r, &err) == TPAR_ERR_INVALID_ARG);
         CHECK_STR_CONTAINS(err.msg, cases[i].needle);
     }
-    tpar_plan_layout_t L = layout(8, 512, 8, 1, 1, 1, 0);
-    L.zero = 4;
+    tpar_plan_model_t odd = model("12,768,12,50257,1000");
+    tpar_plan_layout_t L = layout(3, 3, 3, 1, 1, 1, 0);
+    L.sp = 1;
     tpar_plan_result_t r;
     tpar_err_t err = {0};
+    CHECK(tpar_plan_evaluate(&odd, &hw, &L, &r, &err) == TPAR_ERR_INVALID_ARG);
+    CHECK_STR_CONTAINS(err.msg, "--sp splits the sequence over --tp 3");
+    L = layout(8, 512, 8, 1, 1, 1, 0);
+    L.zero = 4;
     CHECK(tpar_plan_evaluate(&m, &hw, &L, &r, &err) == TPAR_ERR_INVALID_ARG);
     CHECK_STR_CONTAINS(err.msg, "--zero");
 }

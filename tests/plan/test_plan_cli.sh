@@ -60,6 +60,8 @@ expect 2 "--global-batch 512 is not divisible by --dp 3" -- "$tpar" plan --model
     --gpu a100-80g --global-batch 512 --dp 3
 expect 2 "--global-batch 512 is not divisible by --dp 8 x --micro-batch 3" -- "$tpar" plan $g3 --tp 8 --pp 1 \
     --dp 8 --micro-batch 3
+expect 2 "--sp splits the sequence over --tp 3 ranks, which does not divide its length 1000" -- "$tpar" plan \
+    --model 12,768,12,50257,1000 --gpus 3 --gpu a100-80g --global-batch 3 --tp 3 --sp
 expect 2 "no valid layout" -- "$tpar" plan --model gpt3-175b --gpus 7 --gpu a100-80g --global-batch 512
 
 # answers: a fixed layout, a search, a layout that does not fit
