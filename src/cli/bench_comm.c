@@ -158,6 +158,6 @@ int tpar_bench_comm(int argc, char **argv) {
     }
     /* Inside a job (launched by us or by mpirun): be one rank. Otherwise start the job. */
     if (!tpar_cli_is_rank() && (n > 1 || backend != TPAR_BACKEND_SHM))
-        return tpar_cli_launch_self(cmd, (int)n, backend, "bench", argc, argv);
+        return tpar_cli_launch_self(cmd, (int)n, backend, "bench", -1, argc, argv);
     return run_rank(op, (size_t)min_b, (size_t)max_b, json);
 }

@@ -23,6 +23,14 @@ int tpar_cmd_bench(int argc, char **argv);
 int tpar_cmd_launch(int argc, char **argv);
 int tpar_cmd_plan(int argc, char **argv);
 int tpar_cmd_info(int argc, char **argv);
+/* One run of `tpar launch`: n ranks of prog; returns the exit status. fail (may be NULL) gets
+ * the first rank that failed (rank -1: none) and a signal (SIGINT/SIGTERM) the launcher got. */
+typedef struct {
+    int rank, pid, wstatus, signal;
+} tpar_launch_fail_t;
+int tpar_launch_job(int n, char **prog, double grace, tpar_launch_fail_t *fail);
+/* Runs the job again after a failure, up to max_restarts times (supervise.c). */
+int tpar_launch_supervise(int n, char **prog, double grace, int max_restarts);
 /* `tpar bench comm ...` (argv[0] is "comm"). */
 int tpar_bench_comm(int argc, char **argv);
 
@@ -47,9 +55,10 @@ int tpar_cli_is_rank(void);
 
 /* Re-executes this program as WORLD ranks running `tpar [WORD] ARGV...` (argv[0] is the
  * subcommand, WORD an optional word before it, e.g. "bench"): under `tpar launch -n WORLD`
- * for the shm backend (and auto), under mpiexec with TPAR_COMM set for mpi and hier.
- * Returns only on failure (after printing why), with TPAR_EXIT_FAIL. */
-int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const char *word, int argc,
-                         char **argv);
+ * for the shm backend (and auto), with `--max-restarts R` when max_restarts >= 0; under
+ * mpiexec with TPAR_COMM set for mpi and hier. Returns only on failure (after printing
+ * why), with TPAR_EXIT_FAIL. */
+int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const char *word, int max_restarts,
+                         int argc, char **argv);
 
 #endif /* TPAR_CLI_H */

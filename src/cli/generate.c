@@ -175,7 +175,7 @@ int tpar_cmd_generate(int argc, char **argv) {
             tpar_cli_error(cmd, "%s", err.msg);
             return st == TPAR_ERR_INVALID_ARG || st == TPAR_ERR_SHAPE ? TPAR_EXIT_USAGE : TPAR_EXIT_FAIL;
         }
-        if (o.tp > 1) return tpar_cli_launch_self(cmd, o.tp, TPAR_BACKEND_SHM, NULL, argc, argv);
+        if (o.tp > 1) return tpar_cli_launch_self(cmd, o.tp, TPAR_BACKEND_SHM, NULL, -1, argc, argv);
     }
     int rank = 0, quiet = 0;
     if (run_rank(&o, &rank, &quiet, &err)) {

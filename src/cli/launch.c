@@ -6,7 +6,8 @@
  * launcher forwards SIGINT/SIGTERM to the ranks. When a rank dies or exits non-zero it
  * marks the rank dead in the arena (peers waiting on it fail at once, naming it), waits a
  * grace period for the others to finish on their own, sends SIGTERM, and after another grace
- * period SIGKILL. It prints one line per rank that ended badly and returns non-zero. */
+ * period SIGKILL. It prints one line per rank that ended badly and returns non-zero.
+ * With --max-restarts N it restarts the whole job after a failure, up to N times (supervise.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +28,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tpar launch -n N [--grace SECONDS] [--] PROGRAM [ARGS...]\n\n"
+            "usage: tpar launch -n N [--grace SECONDS] [--max-restarts N] [--] PROGRAM [ARGS...]\n\n"
             "Start N ranks of PROGRAM on this host and supervise them. Each rank gets TPAR_RANK,\n"
             "TPAR_WORLD_SIZE, TPAR_LOCAL_RANK and TPAR_LOCAL_SIZE in its environment.\n"
             "SIGINT/SIGTERM are forwarded to the ranks. If a rank dies or exits non-zero, the\n"
@@ -36,6 +37,8 @@ static void usage(FILE *f) {
             "options:\n"
             "  -n, --ranks N        number of ranks (1..%d)\n"
             "      --grace SECONDS  grace period before SIGTERM and again before SIGKILL\n"
+            "      --max-restarts N restart all ranks after a failure, up to N times, with\n"
+            "                       TPAR_RESTART_COUNT=1, 2, ... (docs/FAULTS.md)\n"
             "  -h, --help           this help\n",
             MAX_RANKS);
 }
@@ -47,7 +50,10 @@ typedef struct {
 
 static void signal_all(rank_t *r, int n, int sig) {
     for (int i = 0; i < n; i++)
-        if (r[i].alive) kill(r[i].pid, sig);
+        if (r[i].alive) {
+            kill(r[i].pid, sig);
+            if (sig == SIGTERM) kill(r[i].pid, SIGCONT); /* a stopped rank would hold SIGTERM */
+        }
 }
 
 /* Exit status of the launcher for a rank's wait status. */
@@ -87,8 +93,8 @@ static void child(int rank, int n, int fd, const sigset_t *oldmask, pid_t parent
 int tpar_cmd_launch(int argc, char **argv) {
     static const struct option longopts[] = {
         {"ranks", required_argument, NULL, 'n'}, {"grace", required_argument, NULL, 'g'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    long long n = 0;
+        {"max-restarts", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    long long n = 0, restarts = -1;
     double grace = 3.0;
     tpar_err_t err;
     tpar_err_clear(&err);
@@ -105,6 +111,9 @@ int tpar_cmd_launch(int argc, char **argv) {
         case 'g':
             if (tpar_cli_double("launch", "--grace", optarg, 0.0, 3600.0, &grace)) return TPAR_EXIT_USAGE;
             break;
+        case 'r':
+            if (tpar_cli_int("launch", "--max-restarts", optarg, 0, 1000000, &restarts)) return TPAR_EXIT_USAGE;
+            break;
         case 'h': usage(stdout); return TPAR_EXIT_OK;
         default: return TPAR_EXIT_USAGE;
         }
@@ -120,7 +129,13 @@ int tpar_cmd_launch(int argc, char **argv) {
     setenv("OPENBLAS_NUM_THREADS", "1", 0);
     const char *coretype = tpar_blas_recommended_coretype();
     if (coretype) setenv("OPENBLAS_CORETYPE", coretype, 1);
+    if (restarts >= 0) return tpar_launch_supervise((int)n, prog, grace, (int)restarts);
+    return tpar_launch_job((int)n, prog, grace, NULL);
+}
 
+int tpar_launch_job(int n, char **prog, double grace, tpar_launch_fail_t *fail) {
+    tpar_err_t err;
+    if (fail) *fail = (tpar_launch_fail_t){.rank = -1};
     tpar_comm_job_t *job;
     if (tpar_comm_job_create((int)n, &job, &err) != TPAR_OK) {
         tpar_cli_error("launch", "%s", err.msg);
@@ -170,6 +185,7 @@ int tpar_cmd_launch(int argc, char **argv) {
         struct timespec ts = {(time_t)wait_s, (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGINT || sig == SIGTERM) {
+            if (fail) fail->signal = sig;
             signal_all(ranks, (int)n, sig);
             if (!rc) rc = 128 + sig;
             if (!phase) {
@@ -190,6 +206,7 @@ int tpar_cmd_launch(int argc, char **argv) {
             tpar_comm_job_mark_dead(job, i);
             if (!failed) {
                 failed = 1;
+                if (fail) fail->rank = i, fail->pid = (int)p, fail->wstatus = ws;
                 if (!rc) rc = status_code(ws);
                 if (alive > 0)
                     fprintf(stderr, "tpar launch: stopping the other %d rank%s (SIGTERM after %g s)\n", alive,

@@ -1,12 +1,12 @@
 /* `tpar train`: train a GPT split across a TP x DP grid of ranks. Started by hand it checks the
  * options, then re-executes itself under `tpar launch -n tp*dp`; as a rank (TPAR_RANK set, or
  * under mpirun) it runs the loop of src/train. */
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "tpar/fault.h"
 #include "tpar/train.h"
 
 static void usage(FILE *f) {
@@ -38,7 +38,9 @@ static void usage(FILE *f) {
             "checkpoints:\n"
             "  --save-dir DIR      save DIR/step_N at the end and every --save-every K steps\n"
             "  --keep N            checkpoints kept (default %d, 0: all)\n"
-            "  --resume            continue from the newest valid checkpoint in --save-dir (any layout)\n",
+            "  --resume            continue from the newest valid checkpoint in --save-dir (any layout)\n"
+            "  --max-restarts N    when a rank fails, stop all, report and restart them from the newest\n"
+            "                      complete checkpoint, up to N times (default 0; docs/FAULTS.md)\n",
             TPAR_GPT2_PRESETS, d.model, d.batch, d.seq, d.accum, d.steps, d.lr, d.warmup, d.weight_decay, d.grad_clip,
             (unsigned long long)d.seed, d.data, d.val_every, d.val_batches, d.temperature, d.keep);
 }
@@ -46,7 +48,7 @@ static void usage(FILE *f) {
 enum {
     O_MODEL = 256, O_TP, O_DP, O_BATCH, O_SEQ, O_ACCUM, O_STEPS, O_SEED, O_LR, O_WARMUP, O_WD, O_CLIP, O_DATA,
     O_VAL_EVERY, O_VAL_BATCHES, O_METRICS, O_SAVE_DIR, O_SAVE_EVERY, O_KEEP, O_RESUME, O_DROPOUT, O_SAMPLE,
-    O_TEMP, O_LOG_EVERY
+    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS
 };
 
 int tpar_cmd_train(int argc, char **argv) {
@@ -63,12 +65,13 @@ int tpar_cmd_train(int argc, char **argv) {
         {"keep", required_argument, 0, O_KEEP},         {"resume", no_argument, 0, O_RESUME},
         {"dropout", required_argument, 0, O_DROPOUT},   {"sample", required_argument, 0, O_SAMPLE},
         {"temperature", required_argument, 0, O_TEMP},  {"log-every", required_argument, 0, O_LOG_EVERY},
+        {"max-restarts", required_argument, 0, O_MAX_RESTARTS},
         {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0}};
     tpar_train_config_t c;
     tpar_train_config_default(&c);
     const char *cmd = "train";
     int ch;
-    long long v;
+    long long v, restarts = -1;
     double x;
     optind = 1;
     while ((ch = tpar_cli_getopt(cmd, argc, argv, "h", opts)) != -1) {
@@ -94,6 +97,7 @@ int tpar_cmd_train(int argc, char **argv) {
         case O_SAVE_EVERY: bad = tpar_cli_int(cmd, "--save-every", a, 0, 1000000000, &v), c.save_every = (int)v; break;
         case O_KEEP: bad = tpar_cli_int(cmd, "--keep", a, 0, 1000000, &v), c.keep = (int)v; break;
         case O_SAMPLE: bad = tpar_cli_int(cmd, "--sample", a, 0, 1 << 20, &v), c.sample = (int)v; break;
+        case O_MAX_RESTARTS: bad = tpar_cli_int(cmd, "--max-restarts", a, 0, 1000000, &restarts); break;
         case O_LOG_EVERY: bad = tpar_cli_int(cmd, "--log-every", a, 1, 1000000000, &v), c.log_every = (int)v; break;
         case O_LR: bad = tpar_cli_double(cmd, "--lr", a, 0, 10, &c.lr); break;
         case O_WD: bad = tpar_cli_double(cmd, "--weight-decay", a, 0, 10, &c.weight_decay); break;
@@ -111,15 +115,18 @@ int tpar_cmd_train(int argc, char **argv) {
     tpar_err_t err = {0};
     int rank = tpar_cli_is_rank();
     // Checked before any rank starts; a rank checks again against the real world size.
-    if (!rank && tpar_train_validate(&c, -1, &err)) {
+    if (!rank && (tpar_train_validate(&c, -1, &err) || tpar_fault_check_env(&err))) {
         tpar_cli_error(cmd, "%s", err.msg);
         return TPAR_EXIT_USAGE;
     }
-    if (!rank && c.tp * c.dp > 1)
-        return tpar_cli_launch_self(cmd, c.tp * c.dp, TPAR_BACKEND_SHM, NULL, argc, argv);
+    // Several ranks, or restarts asked for: the launcher supervises (reports failures, restarts).
+    if (!rank && (c.tp * c.dp > 1 || restarts >= 0))
+        return tpar_cli_launch_self(cmd, c.tp * c.dp, TPAR_BACKEND_SHM, NULL, restarts < 0 ? 0 : (int)restarts,
+                                    argc, argv);
     tpar_train_result_t res;
     if (tpar_train_run(&c, &res, &err)) {
         const char *r = getenv("TPAR_RANK");
+        tpar_fault_note_error(err.msg); // for the supervisor's report
         if (!res.config_error) tpar_cli_error(cmd, "rank %s: %s", r ? r : "0", err.msg);
         else if (!r || !strcmp(r, "0")) tpar_cli_error(cmd, "%s", err.msg);
         return res.config_error ? TPAR_EXIT_USAGE : TPAR_EXIT_FAIL;

@@ -59,8 +59,8 @@ int tpar_cli_is_rank(void) {
            getenv("PMI_RANK");
 }
 
-int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const char *word, int argc,
-                         char **argv) {
+int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const char *word, int max_restarts,
+                         int argc, char **argv) {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) {
@@ -68,8 +68,9 @@ int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const
         return TPAR_EXIT_FAIL;
     }
     self[n] = 0;
-    char nbuf[16];
+    char nbuf[16], rbuf[16];
     snprintf(nbuf, sizeof nbuf, "%d", world);
+    snprintf(rbuf, sizeof rbuf, "%d", max_restarts);
     char **args = calloc((size_t)argc + 16, sizeof *args);
     if (!args) return TPAR_EXIT_FAIL;
     int k = 0;
@@ -81,7 +82,9 @@ int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const
         args[k++] = "--oversubscribe", args[k++] = "-np", args[k++] = nbuf;
         args[k++] = "-x", args[k++] = backend == TPAR_BACKEND_MPI ? "TPAR_COMM=mpi" : "TPAR_COMM=hier";
     } else {
-        args[k++] = self, args[k++] = "launch", args[k++] = "-n", args[k++] = nbuf, args[k++] = "--";
+        args[k++] = self, args[k++] = "launch", args[k++] = "-n", args[k++] = nbuf;
+        if (max_restarts >= 0) args[k++] = "--max-restarts", args[k++] = rbuf;
+        args[k++] = "--";
     }
     args[k++] = self;
     if (word) args[k++] = (char *)word;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tpar/fault.h"
 
 #define DEFAULT_TIMEOUT_S 60.0
 
@@ -193,6 +194,7 @@ static void progress_until(tpar_comm_t *c, const tpar_request_t *until) {
 }
 
 static tpar_status blocking(tpar_comm_t *c, const coll_t *k) {
+    tpar_fault_coll(coll_name(k->kind), k->seq, k->count, tpar_dtype_name(k->dt), c->size); /* fault.h */
     double t0 = tpar_now();
     progress_until(c, NULL);
     tpar_status st = run_call(c, k);
@@ -201,6 +203,7 @@ static tpar_status blocking(tpar_comm_t *c, const coll_t *k) {
 }
 
 static tpar_status enqueue(tpar_comm_t *c, const coll_t *k, tpar_request_t **req) {
+    tpar_fault_coll(coll_name(k->kind), k->seq, k->count, tpar_dtype_name(k->dt), c->size); /* fault.h */
     tpar_request_t *r = calloc(1, sizeof *r);
     if (!r) return comm_fail(c, TPAR_ERR_NOMEM, "%s: out of memory for the request", coll_name(k->kind));
     r->comm = c;

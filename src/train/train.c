@@ -7,7 +7,9 @@
 
 #include <cblas.h>
 
+#include "restart.h"
 #include "tpar/comm.h"
+#include "tpar/fault.h"
 #include "tpar/io.h"
 #include "tpar/kernels.h"
 #include "tpar/train.h"
@@ -234,6 +236,7 @@ static tpar_status save_checkpoint(job_t *j, int step, tpar_err_t *err) {
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     const float *w[1] = {j->m->params};
     if ((st = tpar_gpt2_save(j->m, 1, w, w_suffix, path, j->world, writer, err))) return st;
+    tpar_fault_point(TPAR_FAULT_AT_SAVE, step); // fault injection (tests), inert unless TPAR_FAULT
     snprintf(path, sizeof path, "%s/optim.safetensors", tmp);
     const float *o[2] = {j->mom, j->var};
     if ((st = tpar_gpt2_save(j->m, 2, o, opt_suffix, path, j->world, writer, err))) return st;
@@ -360,8 +363,10 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
         return tpar_err_set(err, TPAR_ERR_NOMEM, "train: out of memory for the optimizer state (%zu floats x2)", n);
     tpar_gpt2_init(j->m, c->seed);
     *start = 0;
-    if (c->resume && (st = agree(j, load_checkpoint(j, start, err), "resume", err))) return st;
+    int restarted = train_restart_count() > 0 && c->save_dir; // restarted by the supervisor: resume
+    if ((c->resume || restarted) && (st = agree(j, load_checkpoint(j, start, err), "resume", err))) return st;
     if (j->rank == 0 && c->metrics && (st = tpar_metrics_open(c->metrics, &j->metrics, err))) return st;
+    if ((st = train_restart_log(j->rank, *start, j->metrics, err))) return st;
     double peak = j->rank == 0 ? tpar_train_sgemm_flops(1) : 0; // the MFU reference
     int cores = tpar_num_cores(), world = c->tp * c->dp;
     j->peak_flops = peak * (world < cores ? world : cores);
@@ -490,6 +495,7 @@ tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *re
     double t_all = 0;
     for (int step = start + 1; !st && step <= c->steps; step++) {
         double loss = 0, norm = 0, val = NAN;
+        tpar_fault_point(TPAR_FAULT_AT_STEP, step); // fault injection (tests) and progress for the supervisor
         double w0 = comm_wait(&j), t0 = tpar_now();
         if ((st = train_step(&j, step, &loss, &norm, err))) break;
         double dt = tpar_now() - t0, wait = comm_wait(&j) - w0;
