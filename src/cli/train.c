@@ -1,6 +1,7 @@
 /* `tpar train`: train a GPT split across a TP x DP grid of ranks. Started by hand it checks the
  * options, then re-executes itself under `tpar launch -n tp*dp`; as a rank (TPAR_RANK set, or
  * under mpirun) it runs the loop of src/train. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
