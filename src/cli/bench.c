@@ -2,13 +2,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench_layers.h"
 #include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: tpar bench <what> [options]\n\n"
             "  comm     collectives: time, algbw and busbw per message size (tpar bench comm --help)\n"
-            "  layers   tensor-parallel layers (not available yet)\n"
+            "  layers   tensor-parallel layers: fwd+bwd time, comm and GEMM shares (tpar bench layers --help)\n"
             "  train    training steps (not available yet)\n");
 }
 
@@ -23,7 +24,8 @@ int tpar_cmd_bench(int argc, char **argv) {
         return TPAR_EXIT_OK;
     }
     if (!strcmp(what, "comm")) return tpar_bench_comm(argc - 1, argv + 1);
-    if (!strcmp(what, "layers") || !strcmp(what, "train")) {
+    if (!strcmp(what, "layers")) return tpar_bench_layers(argc - 1, argv + 1);
+    if (!strcmp(what, "train")) {
         tpar_cli_error("bench", "'bench %s' is not available yet in this version of tpar", what);
         return TPAR_EXIT_FAIL;
     }

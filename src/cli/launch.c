@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "tpar/comm.h"
+#include "tpar/kernels.h"
 
 #define MAX_RANKS 4096
 
@@ -114,6 +115,11 @@ int tpar_cmd_launch(int argc, char **argv) {
         return TPAR_EXIT_USAGE;
     }
     char **prog = argv + optind;
+    /* Set once here, before the ranks start: OpenBLAS reads both variables only at load.
+     * One BLAS thread per rank (ranks are the parallelism), and its fastest kernels. */
+    setenv("OPENBLAS_NUM_THREADS", "1", 0);
+    const char *coretype = tpar_blas_recommended_coretype();
+    if (coretype) setenv("OPENBLAS_CORETYPE", coretype, 1);
 
     tpar_comm_job_t *job;
     if (tpar_comm_job_create((int)n, &job, &err) != TPAR_OK) {

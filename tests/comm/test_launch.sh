@@ -45,7 +45,8 @@ expect 127 "cannot run '/nonexistent/prog'" -- "$tpar" launch -n 2 /nonexistent/
 # `tpar bench`: a dispatcher; `bench comm` launches itself and prints its table or JSON
 # (sizes of all-gather / reduce-scatter are rounded down to a multiple of the rank count)
 expect 2 "usage: tpar bench <what>" -- "$tpar" bench
-expect 1 "'bench layers' is not available yet" -- "$tpar" bench layers
+expect 0 "usage: tpar bench layers" -- "$tpar" bench layers --help
+expect 2 "unknown option '--bogus'" -- "$tpar" bench layers --bogus
 expect 1 "'bench train' is not available yet" -- "$tpar" bench train
 expect 2 "unknown benchmark 'frob'" -- "$tpar" bench frob
 expect 2 "--op expects allreduce, allgather, reduce_scatter or broadcast, got 'x'" -- "$tpar" bench comm --op x
