@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cblas.h>
@@ -449,12 +450,15 @@ static double comm_wait(const job_t *j) {
 static tpar_status log_step(job_t *j, int step, double loss, double norm, double dt, double wait, double val,
                             tpar_err_t *err) {
     const tpar_train_config_t *c = j->c;
-    // Shard balance: busy time (step minus waiting in collectives) of the slowest and fastest rank.
-    double busy[2] = {dt - wait, -(dt - wait)};
-    tpar_status st = sum_over(j->world, busy, 2, TPAR_MAX, err);
+    // Shard balance: busy time (step minus waiting in collectives) of the slowest and fastest rank;
+    // the largest rank's model state (weights, gradients, AdamW m and v) and peak RSS, in bytes.
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru)) ru.ru_maxrss = 0;
+    double mx[4] = {dt - wait, -(dt - wait), 4.0 * sizeof(float) * j->m->num_params, ru.ru_maxrss * 1024.0};
+    tpar_status st = sum_over(j->world, mx, 4, TPAR_MAX, err);
     if (st || j->rank != 0) return st;
     double tokens = (double)c->batch * c->seq * c->accum * c->dp;
-    double tps = tokens / dt, mfu = 0, balance = busy[1] < 0 ? busy[0] / -busy[1] : 1;
+    double tps = tokens / dt, mfu = 0, balance = mx[1] < 0 ? mx[0] / -mx[1] : 1;
     if (j->peak_flops > 0) mfu = tps * tpar_gpt2_flops_per_token(&j->m->cfg, c->seq) / j->peak_flops;
     double lr = tpar_train_lr(c, step);
     if (step % c->log_every == 0 || step == c->steps || !isnan(val)) {
@@ -477,6 +481,9 @@ static tpar_status log_step(job_t *j, int step, double loss, double norm, double
     if (!st) st = tpar_kv_set_f64(kv, "mfu", mfu);
     if (!st) st = tpar_kv_set_f64(kv, "comm_frac", wait / dt);
     if (!st) st = tpar_kv_set_f64(kv, "balance", balance);
+    if (!st) st = tpar_kv_set_f64(kv, "comm_frac_critical", fmax(0, 1 - mx[0] / dt)); // slowest rank blocked
+    if (!st) st = tpar_kv_set_f64(kv, "state_bytes", mx[2]);
+    if (!st) st = tpar_kv_set_f64(kv, "peak_rss_bytes", mx[3]);
     if (!st && !isnan(val)) st = tpar_kv_set_f64(kv, "val_loss", val);
     if (st) st = tpar_err_set(err, st, "metrics: out of memory");
     else st = tpar_metrics_write(j->metrics, kv, err);
