@@ -47,13 +47,6 @@ tpar_status tpar_check_dims(tpar_err_t *err, const char *what, int ndims, ...);
 /* Pins OpenBLAS to n threads (ranks are the parallelism: a rank uses 1). n >= 1. */
 tpar_status tpar_blas_set_threads(int n, tpar_err_t *err);
 int tpar_blas_get_threads(void);
-/* The OPENBLAS_CORETYPE a launcher should give its ranks, or NULL to leave OpenBLAS alone.
- * OpenBLAS reads that variable once, at load, so only a parent can set it for its children.
- * Debian's OpenBLAS 0.3.21 does not know newer AVX-512 CPUs (AMD Zen 4, for one) and falls
- * back to its AVX2 "Haswell" kernels, half the speed of its "SkylakeX" kernels there. So:
- * "SkylakeX" when the user has not set OPENBLAS_CORETYPE, the kernels OpenBLAS picked are an
- * AVX2 set (Haswell, Zen) and the CPU has the AVX-512 F/CD/BW/DQ/VL the SkylakeX kernels use. */
-const char *tpar_blas_recommended_coretype(void);
 
 /* out = inp @ weight^T + bias. bias may be NULL (skip_bias_add: add it in a fused kernel). */
 void tpar_matmul_forward(float *out,          // (N, OC)

@@ -22,7 +22,6 @@
 
 #include "cli.h"
 #include "tpar/comm.h"
-#include "tpar/kernels.h"
 
 #define MAX_RANKS 4096
 
@@ -124,11 +123,9 @@ int tpar_cmd_launch(int argc, char **argv) {
         return TPAR_EXIT_USAGE;
     }
     char **prog = argv + optind;
-    /* Set once here, before the ranks start: OpenBLAS reads both variables only at load.
-     * One BLAS thread per rank (ranks are the parallelism), and its fastest kernels. */
+    /* One BLAS thread per rank (ranks are the parallelism): set here, before the ranks start,
+     * because OpenBLAS reads it only when it is loaded. A user's own setting wins. */
     setenv("OPENBLAS_NUM_THREADS", "1", 0);
-    const char *coretype = tpar_blas_recommended_coretype();
-    if (coretype) setenv("OPENBLAS_CORETYPE", coretype, 1);
     if (restarts >= 0) return tpar_launch_supervise((int)n, prog, grace, (int)restarts);
     return tpar_launch_job((int)n, prog, grace, NULL);
 }

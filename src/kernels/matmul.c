@@ -1,10 +1,7 @@
 /* GEMM through OpenBLAS, the thread pin, the transpose, and the shared size check. */
-#define _POSIX_C_SOURCE 200809L /* strcasecmp */
 #include <cblas.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <stdlib.h>
-#include <strings.h>
 
 #include "tpar/kernels.h"
 
@@ -39,19 +36,6 @@ tpar_status tpar_blas_set_threads(int n, tpar_err_t *err) {
 }
 
 int tpar_blas_get_threads(void) { return openblas_get_num_threads(); }
-
-const char *tpar_blas_recommended_coretype(void) {
-    const char *user = getenv("OPENBLAS_CORETYPE");
-    if (user && *user) return NULL;
-    const char *core = openblas_get_corename();
-    if (!core || (strcasecmp(core, "haswell") != 0 && strcasecmp(core, "zen") != 0)) return NULL;
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl"))
-        return "SkylakeX";
-    return NULL;
-}
 
 void tpar_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                          int C, int OC) {
