@@ -58,3 +58,27 @@ function(tpar_add_test name)
     endif()
   endforeach()
 endfunction()
+
+#   tpar_add_py_test(NAME SCRIPT [ARGS ...] [LABELS ...] [TIMEOUT seconds] [PROCESSORS n])
+#
+# A test driven by a Python script (end-to-end runs of the tpar program, independent reference
+# numbers). It runs with the system python3, /usr/bin first since Debian's numpy and torch live
+# there; where there is none the test reports "skipped: python3 not found".
+find_program(TPAR_PYTHON3 python3 PATHS /usr/bin NO_DEFAULT_PATH)
+find_program(TPAR_PYTHON3 python3)
+function(tpar_add_py_test name script)
+  cmake_parse_arguments(T "" "TIMEOUT;PROCESSORS" "ARGS;LABELS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  if(NOT T_PROCESSORS)
+    set(T_PROCESSORS 1)
+  endif()
+  if(TPAR_PYTHON3)
+    add_test(NAME ${name} COMMAND ${TPAR_PYTHON3} ${script} ${T_ARGS})
+  else()
+    add_test(NAME ${name} COMMAND sh -c "echo 'skipped: python3 not found'")
+  endif()
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} PROCESSORS ${T_PROCESSORS} LABELS "${T_LABELS}"
+                                          SKIP_REGULAR_EXPRESSION "skipped: ")
+endfunction()
