@@ -386,10 +386,10 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     int cores = tpar_num_cores(), world = c->tp * c->dp;
     j->peak_flops = peak * (world < cores ? world : cores);
     if (j->rank == 0) {
-        printf("tpar train: model %s (%zu parameters, L=%d C=%d heads=%d V=%d) | TP %d x DP %d | batch %d x %d "
-               "tokens x %d accum x %d DP | %d steps from step %d\n",
+        printf("tpar train: model %s (%zu parameters, L=%d C=%d heads=%d V=%d) | TP %d x DP %d%s | batch %d x "
+               "%d tokens x %d accum x %d DP | %d steps from step %d\n",
                c->model, tpar_gpt2_num_params(&mc), mc.n_layer, mc.n_embd, mc.n_head, mc.vocab_size, c->tp, c->dp,
-               c->batch, c->seq, c->accum, c->dp, c->steps, *start);
+               j->m->sp ? " (sequence parallel)" : "", c->batch, c->seq, c->accum, c->dp, c->steps, *start);
         printf("data %s: %zu train / %zu validation tokens | raw sgemm 2048^3: %.1f GFLOP/s per core\n", c->data,
                j->train.n, j->val.n, peak / 1e9);
         fflush(stdout);

@@ -72,6 +72,8 @@ for layout in "1 1" "2 2" "4 1" "2 2 --sp"; do
         { cat "$work/train.log"; exit 1; }
     grep -q "resuming from .*step_00000000" "$work/train.log" ||
         { echo "tpar train did not resume from the PyTorch checkpoint:"; cat "$work/train.log"; exit 1; }
+    [ -z "${3:-}" ] || grep -q "TP 2 x DP 2 (sequence parallel)" "$work/train.log" ||
+        { echo "tpar train --sp did not run sequence parallel:"; cat "$work/train.log"; exit 1; }
 done
 "$py" "$ref" compare --ref "$work/ref_train.safetensors" --rtol 2e-5 \
     --metrics "$work/tp1_dp1.jsonl" "$work/tp2_dp2.jsonl" "$work/tp4_dp1.jsonl" "$work/tp2_dp2--sp.jsonl"
