@@ -35,7 +35,7 @@ static int rank_main(int B, int T, int V, int steps) {
     tpar_gpt2_preset("gpt2-124m", &cfg, NULL);
     cfg.vocab_size = V;
     tpar_gpt2_t *m = NULL;
-    if (tpar_gpt2_new(&cfg, world, B, T, &m, &err)) die("model", &err);
+    if (tpar_gpt2_new(&cfg, world, B, T, 0, &m, &err)) die("model", &err);
     tpar_gpt2_init(m, 1);
     float *mom = tpar_calloc_aligned(m->num_params, sizeof(float)), *var = tpar_calloc_aligned(m->num_params, sizeof(float));
     int *in = malloc((size_t)B * T * sizeof(int)), *tg = malloc((size_t)B * T * sizeof(int));

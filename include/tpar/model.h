@@ -13,8 +13,10 @@
  * whatever the TP size. The vocabulary is padded in memory (rows >= vocab_size are zero
  * and never used); checkpoints hold the real vocabulary only.
  *
- * Activations: the residual stream is replicated (N, C) on every TP rank (no sequence
- * parallelism in the model yet); logits are vocab-sharded (N, Vp/tp). */
+ * Activations: the residual stream is replicated (N, C) on every TP rank, or with sequence
+ * parallelism (SP) split along the N = B*T tokens: TP rank r holds the contiguous tokens
+ * [r*N/tp, (r+1)*N/tp) (Nl = N/tp of them) through the embedding, the blocks and ln_f; the
+ * head all-gathers them. Logits are vocab-sharded (N, Vp/tp) either way. */
 #ifndef TPAR_MODEL_H
 #define TPAR_MODEL_H
 
@@ -63,6 +65,7 @@ typedef struct {
 typedef struct {
     tpar_gpt2_config_t cfg;
     tpar_tp_t tp;          /* the TP group (layers point here: the model never moves) */
+    int sp;                /* 1: sequence parallelism (tp > 1 only) */
     int Vp;                /* padded vocabulary */
     int B, T;              /* the largest batch and sequence the activations were sized for */
     size_t num_params;     /* floats in this rank's flat buffers */
@@ -78,20 +81,23 @@ typedef struct {
     tpar_vocab_xent_t xent;
     /* activations */
     float *acts;
-    float *resid;          /* (L+1, N, C) input of each block, then the output of the last */
-    float *lnf;            /* (N, C) */
-    float *lnf_mean, *lnf_rstd; /* (N) */
+    float *resid;          /* (L+1, Nl, C) input of each block, then the output of the last */
+    float *lnf;            /* (Nl, C) */
+    float *lnf_mean, *lnf_rstd; /* (Nl) */
     float *logits;         /* (N, Vp/tp) vocab shard; holds dlogits after backward */
-    float *dres[2];        /* (N, C) each */
+    float *dres[2];        /* (Nl, C) each */
+    float *sp_grads;       /* SP only: (T + 2, C) partial gradients of wpe rows 0..T-1, ln_f w, b */
     uint64_t dropout_seed; /* of the last forward */
     int B_last, T_last;    /* shape of the last forward */
 } tpar_gpt2_t;
 
 /* Builds the model for this rank: tp_comm is the TP group (NULL: TP of one); activations
- * for up to B sequences of up to T <= n_positions tokens. Parameters are zero until
- * tpar_gpt2_init or tpar_gpt2_load. */
-tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, int B, int T, tpar_gpt2_t **out,
-                          tpar_err_t *err);
+ * for up to B sequences of up to T <= n_positions tokens. sequence_parallel (0 or 1) turns
+ * SP on (ignored at tp = 1); it needs B*T, and the B*T of every forward, divisible by tp
+ * (TPAR_ERR_SHAPE otherwise). Results equal those without SP up to float rounding.
+ * Parameters are zero until tpar_gpt2_init or tpar_gpt2_load. */
+tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, int B, int T, int sequence_parallel,
+                          tpar_gpt2_t **out, tpar_err_t *err);
 void tpar_gpt2_free(tpar_gpt2_t *m); /* NULL is fine */
 
 /* GPT-2 initialisation: N(0, 0.02) matrices and embeddings, residual projections scaled by

@@ -20,6 +20,7 @@ typedef struct {
     const char *model;   /* preset name (model.h) */
     float dropout;       /* overrides the preset's (0) */
     int tp, dp;          /* world = tp * dp */
+    int sp;              /* 1: sequence parallelism in the TP groups (batch*seq % tp == 0) */
     int batch;           /* sequences per micro-batch per DP rank */
     int seq;             /* tokens per sequence (<= n_positions) */
     int accum;           /* micro-batches per step */

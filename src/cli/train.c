@@ -20,6 +20,8 @@ static void usage(FILE *f) {
             "model and layout:\n"
             "  --model NAME        preset: %s (default %s)\n"
             "  --tp N, --dp N      tensor- and data-parallel sizes (default 1, 1)\n"
+            "  --sp                sequence parallelism: the TP ranks split the residual stream along the\n"
+            "                      tokens (needs batch*seq divisible by --tp; same results, less memory)\n"
             "  --dropout P         dropout probability (default 0)\n"
             "batch and schedule:\n"
             "  --batch B           sequences per micro-batch per DP rank (default %d)\n"
@@ -49,7 +51,7 @@ static void usage(FILE *f) {
 enum {
     O_MODEL = 256, O_TP, O_DP, O_BATCH, O_SEQ, O_ACCUM, O_STEPS, O_SEED, O_LR, O_WARMUP, O_WD, O_CLIP, O_DATA,
     O_VAL_EVERY, O_VAL_BATCHES, O_METRICS, O_SAVE_DIR, O_SAVE_EVERY, O_KEEP, O_RESUME, O_DROPOUT, O_SAMPLE,
-    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS
+    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS, O_SP
 };
 
 int tpar_cmd_train(int argc, char **argv) {
@@ -64,6 +66,7 @@ int tpar_cmd_train(int argc, char **argv) {
         {"val-batches", required_argument, 0, O_VAL_BATCHES}, {"metrics", required_argument, 0, O_METRICS},
         {"save-dir", required_argument, 0, O_SAVE_DIR}, {"save-every", required_argument, 0, O_SAVE_EVERY},
         {"keep", required_argument, 0, O_KEEP},         {"resume", no_argument, 0, O_RESUME},
+        {"sp", no_argument, 0, O_SP},
         {"dropout", required_argument, 0, O_DROPOUT},   {"sample", required_argument, 0, O_SAMPLE},
         {"temperature", required_argument, 0, O_TEMP},  {"log-every", required_argument, 0, O_LOG_EVERY},
         {"max-restarts", required_argument, 0, O_MAX_RESTARTS},
@@ -85,6 +88,7 @@ int tpar_cmd_train(int argc, char **argv) {
         case O_METRICS: c.metrics = a; break;
         case O_SAVE_DIR: c.save_dir = a; break;
         case O_RESUME: c.resume = 1; break;
+        case O_SP: c.sp = 1; break;
         case O_TP: bad = tpar_cli_int(cmd, "--tp", a, 1, 4096, &v), c.tp = (int)v; break;
         case O_DP: bad = tpar_cli_int(cmd, "--dp", a, 1, 4096, &v), c.dp = (int)v; break;
         case O_BATCH: bad = tpar_cli_int(cmd, "--batch", a, 1, 1 << 20, &v), c.batch = (int)v; break;

@@ -38,7 +38,7 @@ tpar_status tpar_infer_load_model(const tpar_model_source_t *src, tpar_comm_t *t
     char path[TPAR_CKPT_PATH_MAX + 32];
     tpar_gpt2_config_t cfg;
     tpar_status st = tpar_infer_resolve(src, 1, path, sizeof path, &cfg, err);
-    if (st || (st = tpar_gpt2_new(&cfg, tp_comm, 1, T, out, err))) return st;
+    if (st || (st = tpar_gpt2_new(&cfg, tp_comm, 1, T, 0, out, err))) return st;
     if (!src->ckpt) {
         tpar_gpt2_init(*out, src->init_seed);
         return TPAR_OK;

@@ -116,8 +116,18 @@ int tpar_gpt2_pieces(const tpar_gpt2_tensor_t *t, int tp, int rank, tpar_gpt2_pi
 
 /* ---- build and free ------------------------------------------------------------------------ */
 
-tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, int B, int T, tpar_gpt2_t **out,
-                          tpar_err_t *err) {
+/* Under SP, TP rank r holds tokens [r*N/tp, (r+1)*N/tp) of the N = B*T of a forward. */
+static tpar_status check_sp_tokens(const tpar_gpt2_t *m, int B, int T, tpar_err_t *err) {
+    if (m->sp && ((long long)B * T) % m->tp.size)
+        return tpar_err_set(err, TPAR_ERR_SHAPE,
+                            "model: sequence parallelism needs B*T = %d*%d divisible by the tensor-parallel size %d "
+                            "(hint: pick --batch and --seq with B*T a multiple of %d, or drop --sp)",
+                            B, T, m->tp.size, m->tp.size);
+    return TPAR_OK;
+}
+
+tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, int B, int T, int sequence_parallel,
+                          tpar_gpt2_t **out, tpar_err_t *err) {
     *out = NULL;
     int tps = tp_comm ? tpar_comm_size(tp_comm) : 1;
     tpar_status st = tpar_gpt2_check(cfg, tps, err);
@@ -125,6 +135,9 @@ tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, i
     if (T > cfg->n_positions)
         return tpar_err_set(err, TPAR_ERR_SHAPE, "model: sequence length %d exceeds n_positions %d", T,
                             cfg->n_positions);
+    if (sequence_parallel != 0 && sequence_parallel != 1)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "model: sequence_parallel must be 0 or 1, got %d",
+                            sequence_parallel);
     tpar_gpt2_t *m = calloc(1, sizeof *m);
     if (!m) return tpar_err_set(err, TPAR_ERR_NOMEM, "model: out of memory");
     m->cfg = *cfg;
@@ -132,7 +145,9 @@ tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, i
     m->T = T;
     int L = cfg->n_layer, C = cfg->n_embd, N = B * T;
     m->Vp = tpar_gpt2_vocab_padded(cfg->vocab_size, tps);
-    if ((st = tpar_tp_init(&m->tp, tps > 1 ? tp_comm : NULL, 0, err))) goto fail;
+    m->sp = sequence_parallel && tps > 1; // SP over a group of one is plain TP
+    if ((st = tpar_tp_init(&m->tp, tps > 1 ? tp_comm : NULL, m->sp, err)) || (st = check_sp_tokens(m, B, T, err)))
+        goto fail;
     m->tensors = calloc((size_t)4 + (size_t)L * TPAR_BLOCK_NPARAMS, sizeof *m->tensors);
     m->blocks = calloc((size_t)L, sizeof *m->blocks);
     if (!m->tensors || !m->blocks) {
@@ -159,8 +174,10 @@ tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, i
     float *wte = m->params + m->tensors[0].offset, *dwte = m->grads + m->tensors[0].offset;
     m->emb.w = wte, m->emb.dw = dwte;
     m->head.w = wte, m->head.dw = dwte; // tied
-    size_t NC = (size_t)N * C, Vl = (size_t)m->Vp / tps;
-    size_t n = (size_t)(L + 1) * NC + NC + 2 * (size_t)N + (size_t)N * Vl + 2 * NC;
+    // The residual stream, ln_f and their gradients hold this rank's Nl tokens (all N without SP).
+    size_t Nl = (size_t)N / (m->sp ? tps : 1), NC = Nl * C, Vl = (size_t)m->Vp / tps;
+    size_t n_spg = m->sp ? (size_t)(T + 2) * C : 0;
+    size_t n = (size_t)(L + 1) * NC + NC + 2 * Nl + (size_t)N * Vl + 2 * NC + n_spg;
     if (!(m->acts = tpar_calloc_aligned(n, sizeof(float)))) {
         st = tpar_err_set(err, TPAR_ERR_NOMEM, "model: out of memory for activations (%zu floats)", n);
         goto fail;
@@ -168,11 +185,12 @@ tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, i
     float *p = m->acts;
     m->resid = p, p += (size_t)(L + 1) * NC;
     m->lnf = p, p += NC;
-    m->lnf_mean = p, p += N;
-    m->lnf_rstd = p, p += N;
+    m->lnf_mean = p, p += Nl;
+    m->lnf_rstd = p, p += Nl;
     m->logits = p, p += (size_t)N * Vl;
     m->dres[0] = p, p += NC;
-    m->dres[1] = p;
+    m->dres[1] = p, p += NC;
+    m->sp_grads = m->sp ? p : NULL;
     *out = m;
     return TPAR_OK;
 fail:
@@ -228,37 +246,47 @@ void tpar_gpt2_init(tpar_gpt2_t *m, uint64_t seed) {
 
 /* ---- forward and backward ------------------------------------------------------------------ */
 
-/* Dropout counters: the embedding output uses [0, N*C), block l [(1 + 2l) N*C, (3 + 2l) N*C). */
+/* Dropout counters: element (g, c) of the full (N, C) embedding output uses g*C + c in
+ * [0, N*C); block l uses [(1 + 2l) N*C, (3 + 2l) N*C). Under SP a rank draws the counters of
+ * its own tokens, so the masks are those of one rank. */
 static uint64_t block_offset(int l, size_t NC) { return (uint64_t)(1 + 2 * l) * NC; }
+
+/* This rank's tokens of the N = B*T: [*g0, *g0 + *Nl); all of them without SP. */
+static void local_tokens(const tpar_gpt2_t *m, int N, int *g0, int *Nl) {
+    *Nl = m->sp ? N / m->tp.size : N;
+    *g0 = m->sp ? m->tp.rank * *Nl : 0;
+}
 
 tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targets, int B, int T,
                               uint64_t dropout_seed, float *loss, tpar_err_t *err) {
     if (B < 1 || T < 1 || B > m->B || T > m->T)
         return tpar_err_set(err, TPAR_ERR_SHAPE, "model forward: (B, T) = (%d, %d) outside the (%d, %d) it was built for",
                             B, T, m->B, m->T);
-    int L = m->cfg.n_layer, C = m->cfg.n_embd, N = B * T;
-    size_t NC = (size_t)N * C;
+    tpar_status st = check_sp_tokens(m, B, T, err);
+    if (st) return st;
+    int L = m->cfg.n_layer, C = m->cfg.n_embd, N = B * T, g0, Nl;
+    local_tokens(m, N, &g0, &Nl);
+    size_t NlC = (size_t)Nl * C;
     float p = m->cfg.dropout;
     m->dropout_seed = dropout_seed;
     m->B_last = B, m->T_last = T;
     const float *wpe = m->params + m->tensors[1].offset;
-    float *x = m->resid; // (N, C) replicated
-    tpar_status st = tpar_vocab_embedding_forward(&m->emb, x, inputs, N, err);
-    if (st) return st;
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float *row = x + ((size_t)b * T + t) * C;
-            const float *pos = wpe + (size_t)t * C;
-            for (int c = 0; c < C; c++) row[c] += pos[c];
-        }
-    if (p > 0.0f) tpar_dropout_forward(x, x, NC, p, dropout_seed, 0); // replicated: same mask on every TP rank
+    float *x = m->resid; // (Nl, C): replicated (Nl = N), or this rank's tokens under SP
+    if ((st = tpar_vocab_embedding_forward(&m->emb, x, inputs, N, err))) return st;
+    for (int i = 0; i < Nl; i++) {
+        float *row = x + (size_t)i * C;
+        const float *pos = wpe + (size_t)((g0 + i) % T) * C; // global token g0 + i sits at position g % T
+        for (int c = 0; c < C; c++) row[c] += pos[c];
+    }
+    if (p > 0.0f) tpar_dropout_forward(x, x, NlC, p, dropout_seed, (uint64_t)g0 * C); // the same mask as one rank
     for (int l = 0; l < L; l++) {
         m->blocks[l].seed = dropout_seed;
-        if ((st = tpar_block_forward(&m->blocks[l], x + NC, x, B, T, block_offset(l, NC), err))) return st;
-        x += NC;
+        if ((st = tpar_block_forward(&m->blocks[l], x + NlC, x, B, T, block_offset(l, (size_t)N * C), err))) return st;
+        x += NlC;
     }
     const float *lnfw = m->params + m->tensors[2].offset, *lnfb = m->params + m->tensors[3].offset;
-    tpar_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, lnfw, lnfb, N, C);
+    tpar_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, lnfw, lnfb, Nl, C);
+    // The head all-gathers the tokens under SP: logits of all N tokens, vocab-sharded.
     if ((st = tpar_col_linear_forward(&m->head, m->logits, m->lnf, N, err))) return st; // (N, Vp/tp)
     if (targets) return tpar_vocab_xent_forward(&m->xent, loss, NULL, m->logits, targets, N, err);
     return TPAR_OK;
@@ -266,20 +294,30 @@ tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targ
 
 tpar_status tpar_gpt2_backward(tpar_gpt2_t *m, const int *inputs, const int *targets, float dloss,
                                tpar_grads_ready_fn ready, void *ctx, tpar_err_t *err) {
-    int B = m->B_last, T = m->T_last, L = m->cfg.n_layer, C = m->cfg.n_embd, N = B * T;
+    int B = m->B_last, T = m->T_last, L = m->cfg.n_layer, C = m->cfg.n_embd, N = B * T, g0, Nl;
     if (B < 1) return tpar_err_set(err, TPAR_ERR_INTERNAL, "model backward: no forward before it");
-    size_t NC = (size_t)N * C;
+    local_tokens(m, N, &g0, &Nl);
+    size_t NlC = (size_t)Nl * C;
     float p = m->cfg.dropout;
+    const tpar_gpt2_tensor_t *tl = m->tensors;
+    // Gradients of the replicated wpe and ln_f: straight into grads, or under SP this rank's
+    // partial sums (its tokens only) in sp_grads = [dwpe (T, C), dlnfw (C), dlnfb (C)],
+    // summed over TP before they are added.
+    float *dwpe = m->grads + tl[1].offset, *dlnfw = m->grads + tl[2].offset, *dlnfb = m->grads + tl[3].offset;
+    if (m->sp) {
+        memset(m->sp_grads, 0, (size_t)(T + 2) * C * sizeof(float));
+        dwpe = m->sp_grads, dlnfw = dwpe + (size_t)T * C, dlnfb = dlnfw + C;
+    }
     tpar_vocab_xent_backward(&m->xent, m->logits, m->logits, targets, N, dloss); // dlogits in place
     float *d = m->dres[0], *dx = m->dres[1];
-    tpar_status st = tpar_col_linear_backward(&m->head, dx, m->logits, m->lnf, N, err); // d lnf (N, C)
+    tpar_status st = tpar_col_linear_backward(&m->head, dx, m->logits, m->lnf, N, err); // d lnf (Nl, C)
     if (st) return st;
-    const tpar_gpt2_tensor_t *tl = m->tensors;
-    memset(d, 0, NC * sizeof(float));
-    tpar_layernorm_backward(d, m->grads + tl[2].offset, m->grads + tl[3].offset, dx, m->resid + (size_t)L * NC,
-                            m->params + tl[2].offset, m->lnf_mean, m->lnf_rstd, N, C);
+    memset(d, 0, NlC * sizeof(float));
+    tpar_layernorm_backward(d, dlnfw, dlnfb, dx, m->resid + (size_t)L * NlC, m->params + tl[2].offset, m->lnf_mean,
+                            m->lnf_rstd, Nl, C);
     for (int l = L - 1; l >= 0; l--) {
-        if ((st = tpar_block_backward(&m->blocks[l], dx, d, m->resid + (size_t)l * NC, B, T, block_offset(l, NC), err)))
+        if ((st = tpar_block_backward(&m->blocks[l], dx, d, m->resid + (size_t)l * NlC, B, T,
+                                      block_offset(l, (size_t)N * C), err)))
             return st;
         float *tmp = d;
         d = dx, dx = tmp;
@@ -287,18 +325,22 @@ tpar_status tpar_gpt2_backward(tpar_gpt2_t *m, const int *inputs, const int *tar
         if (ready && (st = ready(ctx, t0->offset, tpar_block_numel(&m->blocks[l]), err))) return st;
     }
     if (p > 0.0f) {
-        memset(dx, 0, NC * sizeof(float));
-        tpar_dropout_backward(dx, d, NC, p, m->dropout_seed, 0);
+        memset(dx, 0, NlC * sizeof(float));
+        tpar_dropout_backward(dx, d, NlC, p, m->dropout_seed, (uint64_t)g0 * C);
         d = dx;
     }
-    float *dwpe = m->grads + tl[1].offset;
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            const float *row = d + ((size_t)b * T + t) * C;
-            float *pos = dwpe + (size_t)t * C;
-            for (int c = 0; c < C; c++) pos[c] += row[c];
-        }
+    for (int i = 0; i < Nl; i++) {
+        const float *row = d + (size_t)i * C;
+        float *pos = dwpe + (size_t)((g0 + i) % T) * C;
+        for (int c = 0; c < C; c++) pos[c] += row[c];
+    }
     if ((st = tpar_vocab_embedding_backward(&m->emb, d, inputs, N, err))) return st;
+    if (m->sp) {
+        if ((st = tpar_map_allreduce(&m->tp, m->sp_grads, (size_t)(T + 2) * C, err))) return st;
+        float *gwpe = m->grads + tl[1].offset, *gw = m->grads + tl[2].offset, *gb = m->grads + tl[3].offset;
+        for (size_t i = 0; i < (size_t)T * C; i++) gwpe[i] += dwpe[i];
+        for (int c = 0; c < C; c++) gw[c] += dlnfw[c], gb[c] += dlnfb[c];
+    }
     if (ready && (st = ready(ctx, 0, m->rest_numel, err))) return st;
     return TPAR_OK;
 }

@@ -54,6 +54,11 @@ tpar_status tpar_train_validate(const tpar_train_config_t *c, int world, tpar_er
                             "the world has %d ranks but --tp %d x --dp %d = %d (hint: launch tp*dp ranks, or let "
                             "`tpar train` launch them itself)",
                             world, c->tp, c->dp, c->tp * c->dp);
+    if (c->sp && ((long long)c->batch * c->seq) % c->tp)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "--sp splits the --batch %d x --seq %d = %lld tokens of a micro-batch over --tp %d ranks: "
+                            "pick a batch and sequence length whose product is a multiple of %d",
+                            c->batch, c->seq, (long long)c->batch * c->seq, c->tp, c->tp);
     if (c->seq > mc.n_positions)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--seq %d exceeds the context length %d of model '%s'", c->seq,
                             mc.n_positions, c->model);
@@ -297,13 +302,22 @@ static tpar_status sample(job_t *j, tpar_err_t *err) {
         free(logits), free(ctx);
         return tpar_err_set(err, TPAR_ERR_NOMEM, "sample: out of memory");
     }
+    // Under SP a forward needs its tokens divisible by tp: the window is padded to a multiple
+    // of tp (causal attention: the padding after the last token changes none of its logits).
+    int tps = m->sp ? m->tp.size : 1, W = T - T % tps;
+    if (W < 1) {
+        free(logits), free(ctx);
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "sample: --sp needs --seq >= --tp %d to sample", tps);
+    }
     int n = 1;
     ctx[0] = '\n';
     if (j->rank == 0) printf("---- sample (%d bytes, temperature %.2f) ----\n", c->sample, c->temperature);
     tpar_status st = TPAR_OK;
     for (int i = 0; i < c->sample && !st; i++) {
         // No KV cache here (tpar generate has one): the whole window again for each byte.
-        if ((st = tpar_gpt2_forward(m, ctx, NULL, 1, n, 0, NULL, err)) ||
+        int np = (n + tps - 1) / tps * tps; // <= W
+        for (int k = n; k < np; k++) ctx[k] = 0;
+        if ((st = tpar_gpt2_forward(m, ctx, NULL, 1, np, 0, NULL, err)) ||
             (st = tpar_gpt2_logits_row(m, n - 1, logits, err)))
             break;
         int next = 0;
@@ -319,7 +333,7 @@ static tpar_status sample(job_t *j, tpar_err_t *err) {
                 if ((acc += exp((logits[next] - mx) / c->temperature)) > u) break;
         }
         if (j->rank == 0) putchar(next >= 32 || next == '\n' || next == '\t' ? next : '?');
-        if (n == T) memmove(ctx, ctx + 1, (size_t)(T - 1) * sizeof(int)), n--;
+        if (n == W) memmove(ctx, ctx + 1, (size_t)(W - 1) * sizeof(int)), n--;
         ctx[n++] = next;
     }
     if (j->rank == 0) printf("\n---- end of sample ----\n");
@@ -354,7 +368,7 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
         (st = tpar_loader_init(&j->loader, &j->train, c->batch, c->seq, j->dp_rank, c->dp, c->accum, c->seed, 1, err)) ||
         (st = tpar_loader_init(&j->vloader, &j->val, c->batch, c->seq, j->dp_rank, c->dp, 1, c->seed, 0, err)))
         return st;
-    if ((st = tpar_gpt2_new(&mc, j->tpc, c->batch, c->seq, &j->m, err))) return st;
+    if ((st = tpar_gpt2_new(&mc, j->tpc, c->batch, c->seq, c->sp, &j->m, err))) return st;
     size_t n = j->m->num_params, bt = (size_t)c->batch * c->seq;
     j->mom = tpar_calloc_aligned(n, sizeof(float));
     j->var = tpar_calloc_aligned(n, sizeof(float));
@@ -372,10 +386,10 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     int cores = tpar_num_cores(), world = c->tp * c->dp;
     j->peak_flops = peak * (world < cores ? world : cores);
     if (j->rank == 0) {
-        printf("tpar train: model %s (%zu parameters, L=%d C=%d heads=%d V=%d) | TP %d x DP %d | batch %d x %d "
-               "tokens x %d accum x %d DP | %d steps from step %d\n",
+        printf("tpar train: model %s (%zu parameters, L=%d C=%d heads=%d V=%d) | TP %d x DP %d%s | batch %d x "
+               "%d tokens x %d accum x %d DP | %d steps from step %d\n",
                c->model, tpar_gpt2_num_params(&mc), mc.n_layer, mc.n_embd, mc.n_head, mc.vocab_size, c->tp, c->dp,
-               c->batch, c->seq, c->accum, c->dp, c->steps, *start);
+               j->m->sp ? " (sequence parallel)" : "", c->batch, c->seq, c->accum, c->dp, c->steps, *start);
         printf("data %s: %zu train / %zu validation tokens | raw sgemm 2048^3: %.1f GFLOP/s per core\n", c->data,
                j->train.n, j->val.n, peak / 1e9);
         fflush(stdout);

@@ -178,8 +178,8 @@ int main(void) {
     MUST(tpar_blas_set_threads(1, &err));
     int tp = tpar_comm_size(world), rank = tpar_comm_rank(world);
     tpar_gpt2_t *m = NULL, *ref = NULL;
-    MUST(tpar_gpt2_new(&cfg, tp > 1 ? world : NULL, 1, NPOS, &m, &err));
-    MUST(tpar_gpt2_new(&cfg, NULL, 1, NPOS, &ref, &err));
+    MUST(tpar_gpt2_new(&cfg, tp > 1 ? world : NULL, 1, NPOS, 0, &m, &err));
+    MUST(tpar_gpt2_new(&cfg, NULL, 1, NPOS, 0, &ref, &err));
     tpar_gpt2_init(m, 7); // layout-independent: the same gathered weights as ref
     tpar_gpt2_init(ref, 7);
     // GPT-2's init (std 0.02) gives near-uniform attention, which would hide cache mistakes:

@@ -5,6 +5,8 @@
  *   - loss, every gradient shard, the global gradient norm (replicated tensors counted once) and
  *     gathered logits agree with the reference (float32 reductions in another order: rtol 1e-4);
  *     with dropout on too (masks are counter-based on the full tensor, so identical);
+ *   - all of the above again with sequence parallelism on (the residual stream split along the
+ *     tokens; same tolerances), and B*T not divisible by tp refused under SP;
  *   - a checkpoint written by the TP ranks (each its slices) reads back at TP = 1 bit-identical to
  *     the reference weights, and at this TP into a fresh model bit-identical to the shards;
  *   - a checkpoint of another shape and bad configs are refused with messages naming the problem. */
@@ -51,14 +53,14 @@ static void compare(const char *what, const tpar_gpt2_t *m, const tpar_gpt2_t *r
     free(want);
 }
 
-static void run(tpar_comm_t *world, float dropout, const char *ckpt) {
+static void run(tpar_comm_t *world, float dropout, int sp, const char *ckpt) {
     int tp = tpar_comm_size(world), rank = tpar_comm_rank(world);
     tpar_gpt2_config_t cfg = {.n_layer = 2, .n_head = 4, .n_embd = 32, .vocab_size = 61, .n_positions = 16,
                               .dropout = dropout};
     int B = 2, T = 8, N = B * T;
     tpar_gpt2_t *m = NULL, *ref = NULL;
-    MUST(tpar_gpt2_new(&cfg, world, B, T, &m, &err));
-    MUST(tpar_gpt2_new(&cfg, NULL, B, T, &ref, &err));
+    MUST(tpar_gpt2_new(&cfg, world, B, T, sp, &m, &err));
+    MUST(tpar_gpt2_new(&cfg, NULL, B, T, 0, &ref, &err));
     tpar_gpt2_init(m, 42);
     tpar_gpt2_init(ref, 42);
     compare("init", m, ref, m->params, ref->params, 0, 0, 1);
@@ -91,6 +93,11 @@ static void run(tpar_comm_t *world, float dropout, const char *ckpt) {
     double sq = tpar_gpt2_grad_sq_local(m), rsq = tpar_gpt2_grad_sq_local(ref);
     if (tp > 1) MUST(tpar_comm_allreduce(world, TPAR_IN_PLACE, &sq, 1, TPAR_F64, TPAR_SUM));
     CHECK_CLOSE(rsq, sq, 1e-4, 0);
+    if (sp && tp > 1) { // a forward whose B*T does not split over the group: refused on every rank
+        tpar_err_t e = {0};
+        CHECK_EQ_INT(TPAR_ERR_SHAPE, tpar_gpt2_forward(m, in, tg, 1, T - 1, ds, &loss, &e));
+        CHECK_STR_CONTAINS(e.msg, "sequence parallelism needs B*T");
+    }
 
     if (!ckpt) goto out;
     // The TP ranks write their slices; TP = 1 and a fresh TP model read them back exactly.
@@ -98,8 +105,8 @@ static void run(tpar_comm_t *world, float dropout, const char *ckpt) {
     const char *sfx[2] = {"", ".g"};
     MUST(tpar_gpt2_save(m, 2, bufs, sfx, ckpt, world, 1, &err));
     tpar_gpt2_t *one = NULL, *again = NULL;
-    MUST(tpar_gpt2_new(&cfg, NULL, 1, T, &one, &err));
-    MUST(tpar_gpt2_new(&cfg, world, 1, T, &again, &err));
+    MUST(tpar_gpt2_new(&cfg, NULL, 1, T, 0, &one, &err));
+    MUST(tpar_gpt2_new(&cfg, world, 1, T, 0, &again, &err));
     float *lb[2] = {one->params, one->grads}, *ab[2] = {again->params, again->grads};
     MUST(tpar_gpt2_load(one, 2, lb, sfx, ckpt, &err));
     MUST(tpar_gpt2_load(again, 2, ab, sfx, ckpt, &err));
@@ -114,7 +121,7 @@ static void run(tpar_comm_t *world, float dropout, const char *ckpt) {
     tpar_gpt2_config_t other = cfg;
     other.n_embd = 64;
     tpar_gpt2_t *wrong = NULL;
-    MUST(tpar_gpt2_new(&other, NULL, 1, T, &wrong, &err));
+    MUST(tpar_gpt2_new(&other, NULL, 1, T, 0, &wrong, &err));
     float *wb[1] = {wrong->params};
     tpar_err_t e2 = {0};
     CHECK_EQ_INT(TPAR_ERR_SHAPE, tpar_gpt2_load(wrong, 1, wb, sfx, ckpt, &e2));
@@ -141,8 +148,10 @@ int main(void) {
     MUST(tpar_comm_broadcast(world, &id, 1, TPAR_I64, 0));
     char path[128];
     snprintf(path, sizeof path, "/tmp/tpar_test_gpt2_%lld.safetensors", (long long)id);
-    run(world, 0.0f, path);
-    run(world, 0.1f, NULL);
+    run(world, 0.0f, 0, path);
+    run(world, 0.1f, 0, NULL);
+    run(world, 0.0f, 1, NULL);
+    run(world, 0.1f, 1, NULL);
     MUST(tpar_comm_barrier(world));
     if (tpar_comm_rank(world) == 0) unlink(path);
 

@@ -2,8 +2,8 @@
  *
  * Run by test_reference.sh under `tpar launch -n TP`; every rank of the world is one TP rank.
  *
- *   test_reference check MODEL BATCH REF WORKDIR
- *       loads MODEL (safetensors, any writer) at this TP size, runs forward and backward on
+ *   test_reference check MODEL BATCH REF WORKDIR [sp]
+ *       (with "sp": sequence parallelism on, same tolerances) loads MODEL (safetensors, any writer) at this TP size, runs forward and backward on
  *       BATCH and compares with REF (what gpt2_ref.py ref wrote in float64): the loss, every
  *       logit, every parameter gradient (gathered by saving m->grads with the model's own
  *       sharded writer into WORKDIR), then N AdamW steps on the batch (N and the
@@ -144,13 +144,13 @@ static tpar_status load_params(tpar_gpt2_t *m, const char *path, tpar_err_t *err
     return tpar_gpt2_load(m, 1, &m->params, &suffix, path, err);
 }
 
-static tpar_gpt2_t *build(const char *model_path, tpar_comm_t *world, int B, int T) {
+static tpar_gpt2_t *build(const char *model_path, tpar_comm_t *world, int B, int T, int sp) {
     tpar_gpt2_config_t cfg;
     tpar_gpt2_t *m = NULL;
     tpar_err_t err = {0};
     if (tpar_gpt2_read_config(model_path, &cfg, &err)) die("model config", &err);
     cfg.dropout = 0.0f;
-    if (tpar_gpt2_new(&cfg, tpar_comm_size(world) > 1 ? world : NULL, B, T, &m, &err)) die("model", &err);
+    if (tpar_gpt2_new(&cfg, tpar_comm_size(world) > 1 ? world : NULL, B, T, sp, &m, &err)) die("model", &err);
     return m;
 }
 
@@ -267,8 +267,8 @@ int main(int argc, char **argv) {
     tpar_comm_t *world = NULL;
     tpar_err_t err = {0};
     if (argc < 2 || (strcmp(argv[1], "check") && strcmp(argv[1], "init")) ||
-        (!strcmp(argv[1], "check") && argc != 6) || (!strcmp(argv[1], "init") && argc != 5)) {
-        fprintf(stderr, "usage: test_reference check MODEL BATCH REF WORKDIR | init SEED CONFIG_FROM OUT\n");
+        (!strcmp(argv[1], "check") && argc != 6 && !(argc == 7 && !strcmp(argv[6], "sp"))) || (!strcmp(argv[1], "init") && argc != 5)) {
+        fprintf(stderr, "usage: test_reference check MODEL BATCH REF WORKDIR [sp] | init SEED CONFIG_FROM OUT\n");
         return 2;
     }
     if (tpar_comm_init(NULL, &world, &err)) die("joining the world", &err);
@@ -277,7 +277,7 @@ int main(int argc, char **argv) {
 
     if (!strcmp(argv[1], "init")) {
         /* tpar's initialisation with the shapes of CONFIG_FROM (a model file), saved as OUT. */
-        tpar_gpt2_t *m = build(argv[3], world, 1, 1);
+        tpar_gpt2_t *m = build(argv[3], world, 1, 1, 0);
         tpar_gpt2_init(m, strtoull(argv[2], NULL, 10));
         if (save_buf(m, m->params, argv[4], world, &err)) die("saving", &err);
         if (rank_ == 0) printf("wrote %s (tpar init, TP=%d)\n", argv[4], m->tp.size);
@@ -290,11 +290,11 @@ int main(int argc, char **argv) {
     read_batch(argv[3], &b);
     tpar_st_file_t *ref = NULL;
     if (tpar_st_open(argv[4], &ref, &err)) die("reference file", &err);
-    tpar_gpt2_t *m = build(argv[2], world, b.B, b.T);
+    tpar_gpt2_t *m = build(argv[2], world, b.B, b.T, argc == 7);
     if (load_params(m, argv[2], &err)) die("loading the model", &err);
     if (rank_ == 0)
-        printf("TP=%d: L=%d NH=%d C=%d V=%d (padded %d), B=%d T=%d\n", m->tp.size, m->cfg.n_layer, m->cfg.n_head,
-               m->cfg.n_embd, m->cfg.vocab_size, m->Vp, b.B, b.T);
+        printf("TP=%d%s: L=%d NH=%d C=%d V=%d (padded %d), B=%d T=%d\n", m->tp.size, m->sp ? " with SP" : "",
+               m->cfg.n_layer, m->cfg.n_head, m->cfg.n_embd, m->cfg.vocab_size, m->Vp, b.B, b.T);
     check_forward_backward(m, world, &b, ref, argv[5]);
     check_steps(m, world, &b, ref);
     tpar_st_close(ref);

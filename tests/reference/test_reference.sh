@@ -3,13 +3,14 @@
 #   test_reference.sh PYTHON gpt2_ref.py TPAR_CLI test_reference
 # 1. PyTorch writes a random-init checkpoint (biases and norms random too) and a token batch,
 #    and computes in float64 the loss, logits, every gradient and 5 AdamW steps on the batch;
-#    tpar loads that checkpoint at TP=1, 2 and 4 and compares (test_reference.c: tolerances).
+#    tpar loads that checkpoint at TP=1, 2 and 4, and at TP=2 and 4 with sequence parallelism,
+#    and compares (test_reference.c: tolerances).
 # 2. The other way: tpar initialises and saves a model at TP=2; PyTorch loads tpar's file and
 #    computes the reference; tpar loads its file at TP=1, 2 and 4 (resharding) and compares.
 # 3. `tpar train` itself (loader, DP all-reduce, clipping, AdamW, lr schedule, resume): PyTorch
 #    writes a `tiny` checkpoint tpar can --resume (zero moments, step 0) and data of period T,
-#    so that every batch tpar draws is one known row; 5 steps at TP=1, TP=2 x DP=2 and TP=4,
-#    each step's loss, gradient norm and lr compared with torch's AdamW on that batch.
+#    so that every batch tpar draws is one known row; 5 steps at TP=1, TP=2 x DP=2, TP=4 and
+#    TP=2 x DP=2 with --sp, each step's loss, gradient norm and lr compared with torch's AdamW on that batch.
 # Prints "skipped: python3-torch not installed" (and exits 0) without torch.
 set -eu
 py=$1 ref=$2 tpar=$3 exe=$4
@@ -32,9 +33,10 @@ hyper="--steps 5 --lr 1e-2 --warmup 2 --decay-steps 5 --min-lr-frac 0.1 --beta1 
 ref_and_check() { # MODEL NAME
     # shellcheck disable=SC2086
     "$py" "$ref" ref --model "$1" --batch "$work/batch.safetensors" $hyper --out "$work/ref_$2.safetensors"
-    for tp in 1 2 4; do
-        echo "== the $2 checkpoint in tpar at TP=$tp"
-        "$tpar" launch -n "$tp" -- "$exe" check "$1" "$work/batch.safetensors" "$work/ref_$2.safetensors" "$work"
+    for tp in 1 2 4 "2 sp" "4 sp"; do
+        set -- "$1" "$2" $tp
+        echo "== the $2 checkpoint in tpar at TP=$3${4:+ with sequence parallelism}"
+        "$tpar" launch -n "$3" -- "$exe" check "$1" "$work/batch.safetensors" "$work/ref_$2.safetensors" "$work" ${4:-}
     done
 }
 ref_and_check "$work/torch.safetensors" PyTorch
@@ -57,19 +59,23 @@ ref_and_check "$work/tpar.safetensors" tpar
     --batch-out "$work/periodic.safetensors" >/dev/null
 "$py" "$ref" ref --model "$work/tiny/step_00000000" --batch "$work/periodic.safetensors" --steps 5 \
     --lr 1e-3 --warmup 2 --decay-steps 5 --out "$work/ref_train.safetensors"
-for layout in "1 1" "2 2" "4 1"; do
+for layout in "1 1" "2 2" "4 1" "2 2 --sp"; do
     set -- $layout
-    echo "== tpar train from the PyTorch checkpoint, TP=$1 x DP=$2"
+    echo "== tpar train from the PyTorch checkpoint, TP=$1 x DP=$2 ${3:-}"
     rm -rf "$work/run"
     cp -r "$work/tiny" "$work/run"
     # batch 4/dp per DP rank: 4 rows per step whatever the layout (all rows are the same).
-    "$tpar" train --model tiny --tp "$1" --dp "$2" --batch $((4 / $2)) --seq 32 --steps 5 --lr 1e-3 \
+    # shellcheck disable=SC2086
+    "$tpar" train --model tiny --tp "$1" --dp "$2" ${3:-} --batch $((4 / $2)) --seq 32 --steps 5 --lr 1e-3 \
         --warmup 2 --weight-decay 0.1 --grad-clip 1 --data "$work/periodic.txt" --val-every 0 \
-        --save-dir "$work/run" --resume --metrics "$work/tp$1_dp$2.jsonl" >"$work/train.log" 2>&1 ||
+        --save-dir "$work/run" --resume --metrics "$work/tp$1_dp$2${3:-}.jsonl" >"$work/train.log" 2>&1 ||
         { cat "$work/train.log"; exit 1; }
     grep -q "resuming from .*step_00000000" "$work/train.log" ||
         { echo "tpar train did not resume from the PyTorch checkpoint:"; cat "$work/train.log"; exit 1; }
+    [ -z "${3:-}" ] || grep -q "TP 2 x DP 2 (sequence parallel)" "$work/train.log" ||
+        { echo "tpar train --sp did not run sequence parallel:"; cat "$work/train.log"; exit 1; }
 done
 "$py" "$ref" compare --ref "$work/ref_train.safetensors" --rtol 2e-5 \
-    --metrics "$work/tp1_dp1.jsonl" "$work/tp2_dp2.jsonl" "$work/tp4_dp1.jsonl"
-echo "test_reference: PyTorch and tpar agree at TP=1, 2, 4 in both directions, and through tpar train"
+    --metrics "$work/tp1_dp1.jsonl" "$work/tp2_dp2.jsonl" "$work/tp4_dp1.jsonl" "$work/tp2_dp2--sp.jsonl"
+echo "test_reference: PyTorch and tpar agree at TP=1, 2, 4 (and 2, 4 with SP) in both directions, and through" \
+    "tpar train (with and without --sp)"

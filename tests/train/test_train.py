@@ -43,7 +43,7 @@ def close(a, b, rtol):
 def train(*args, expect_rc=0):
     cmd = [TPAR, "train", "--data", DATA, "--seq", "32", "--log-every", "5", "--val-every", "0",
            "--val-batches", "2"] + [str(a) for a in args]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", timeout=120)
     if p.returncode != expect_rc:
         check(False, "%s: exit %d (expected %d)\n%s" % (" ".join(cmd), p.returncode, expect_rc, p.stdout))
     return p.stdout
@@ -136,6 +136,12 @@ try:
     print("kill -9: left %s; resumed: %s" % (sorted(os.listdir(k_dir)),
                                              [l for l in out.splitlines() if "resuming" in l]))
 
+    # ---- --sp: sequence parallel, and its sample (windows padded to a multiple of tp) ------------
+    out = train("--tp", 2, "--sp", "--batch", 2, "--seq", 5, "--steps", 2, "--sample", 12)
+    check("TP 2 x DP 1 (sequence parallel)" in out and "---- end of sample ----" in out,
+          "--sp trains and samples with B*T = 10 over TP=2 (window 4 of seq 5):\n" + out)
+    print("--sp: trained and sampled")
+
     # ---- bad configurations ------------------------------------------------------------------------
     def bad(args, pattern, launch=None):
         cmd = ([TPAR, "launch", "-n", str(launch), "--"] if launch else []) + [TPAR, "train", "--data", DATA] + args
@@ -149,6 +155,7 @@ try:
     bad(["--seq", "4096"], "--seq 4096 exceeds the context length 128")
     bad(["--resume"], "--resume and --save-every need --save-dir")
     bad(["--tp", "0"], "--tp expects an integer")
+    bad(["--tp", "4", "--sp", "--batch", "3", "--seq", "10"], "--sp splits the --batch 3 x --seq 10 = 30 tokens")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
