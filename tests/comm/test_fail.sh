@@ -8,19 +8,11 @@
 tpar=$1
 prog=$2
 mpiexec=${3:-}
-checks=0
-failed=0
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-check() { # check DESCRIPTION REGEX
-    checks=$((checks + 1))
-    if ! grep -Eq -- "$2" "$out"; then
-        failed=$((failed + 1))
-        echo "FAIL: $1: output should match '$2':"
-        sed 's/^/    /' "$out"
-    fi
-}
+. "$(dirname "$0")/../expect.sh"
+check() { check_file "$1" "$2" "$out"; } # check DESCRIPTION REGEX: the saved output
 shm_entries() { ls /dev/shm 2>/dev/null | grep -v -e '^vader' -e '^sm_segment' -e '^ompi' | sort; }
 
 before=$(shm_entries)

@@ -6,16 +6,8 @@ tpar=$1
 prog=$2
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-checks=0
-failed=0
-check() { # check DESCRIPTION REGEX
-    checks=$((checks + 1))
-    if ! grep -Eq -- "$2" "$out"; then
-        failed=$((failed + 1))
-        echo "FAIL: $1: output should match '$2':"
-        sed 's/^/    /' "$out"
-    fi
-}
+. "$(dirname "$0")/../expect.sh"
+check() { check_file "$1" "$2" "$out"; } # check DESCRIPTION REGEX: the saved output
 for n in 2 4; do
     TPAR_COMM_TIMEOUT=30 "$tpar" launch -n $n --grace 2 -- "$prog" die >"$out" 2>&1
     rc=$?
