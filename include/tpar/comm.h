@@ -84,6 +84,17 @@ tpar_status tpar_comm_split(tpar_comm_t *comm, int color, int key, tpar_comm_t *
 /* Releases a communicator (sub-groups before their parent). NULL is allowed. */
 void tpar_comm_free(tpar_comm_t *comm);
 
+/* ---- memory every rank of the host can read (like NCCL's registered buffers) ------------
+ * Zeroed, page-aligned memory from the job's shared arena. A large all-reduce whose buffers
+ * all come from here (on every rank, allocated through any communicator of the job) reads the
+ * peers' buffers directly instead of staging them through shared memory: fewer copies, less
+ * memory traffic (docs/COMM.md). Without an arena (one rank, the mpi backend) or with the
+ * arena full (TPAR_SHM_ARENA_MB) it is ordinary aligned memory, and every call works on it
+ * just the same. Meant for long-lived buffers (activations, gradients): freeing returns the
+ * pages, not the address range. Free with the same communicator, before freeing that. */
+void *tpar_comm_mem_alloc(tpar_comm_t *comm, size_t bytes);
+void tpar_comm_mem_free(tpar_comm_t *comm, void *p); /* p may be NULL */
+
 int tpar_comm_rank(const tpar_comm_t *comm);
 int tpar_comm_size(const tpar_comm_t *comm);
 tpar_backend tpar_comm_backend(const tpar_comm_t *comm);

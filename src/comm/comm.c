@@ -560,6 +560,15 @@ void tpar_comm_free(tpar_comm_t *comm) {
     free(comm);
 }
 
+void *tpar_comm_mem_alloc(tpar_comm_t *comm, size_t bytes) {
+    void *p = comm && comm->shm ? shm_alloc(comm->shm, bytes) : NULL;
+    return p ? p : tpar_calloc_aligned(bytes ? bytes : 1, 1);
+}
+
+void tpar_comm_mem_free(tpar_comm_t *comm, void *p) {
+    if (p && !(comm && comm->shm && shm_free_mem(comm->shm, p))) tpar_free(p);
+}
+
 int tpar_comm_rank(const tpar_comm_t *comm) { return comm ? comm->rank : -1; }
 int tpar_comm_size(const tpar_comm_t *comm) { return comm ? comm->size : 0; }
 tpar_backend tpar_comm_backend(const tpar_comm_t *comm) { return comm ? comm->backend : TPAR_BACKEND_AUTO; }

@@ -94,6 +94,9 @@ tpar_status comm_fail(tpar_comm_t *c, tpar_status code, const char *fmt, ...)
 /* dst[i] = srcs[0][i] op srcs[1][i] op ... op srcs[n-1][i], strictly in that order (bf16 in
  * float32, rounded once). dst may alias srcs[k] only if it is identical (same pointer). */
 void tpar_reduce_n(void *dst, const void *const *srcs, int n, size_t count, tpar_dtype dt, tpar_op op);
+/* memcpy with streaming (non-temporal) stores, fenced on return: the bytes go to memory instead
+ * of staying dirty in this core's cache, for staging that other cores read next. */
+void tpar_copy_stream(void *dst, const void *src, size_t n);
 
 /* ---- shm backend (shm.c) ---- */
 tpar_status shm_world_init(tpar_comm_t *c, tpar_err_t *err); /* from TPAR_SHM_FD, or a private world of one */
@@ -102,6 +105,8 @@ tpar_status shm_world_init(tpar_comm_t *c, tpar_err_t *err); /* from TPAR_SHM_FD
 tpar_status shm_split(tpar_comm_t *parent, tpar_comm_t *child, int leader, int nmembers, tpar_err_t *err);
 tpar_status shm_exec(tpar_comm_t *c, const coll_t *call);
 void shm_free(shm_comm_t *s);
+void *shm_alloc(shm_comm_t *s, size_t bytes);  /* from the arena; NULL if none or full */
+int shm_free_mem(shm_comm_t *s, void *p);      /* 1 if p came from shm_alloc (and is freed) */
 /* Wraps an already-opened arena fd (hier under mpirun: fd obtained through /proc). */
 tpar_status shm_attach_fd(tpar_comm_t *c, int fd, tpar_err_t *err);
 /* For hier bootstrap: creates a fresh arena memfd for `local_size` ranks; returns fd. */

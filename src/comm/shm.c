@@ -11,6 +11,9 @@
  *   counter. A step is: write my half, publish my counter, wait until every counter reached
  *   the step, read the others' halves. Because a rank publishes step s+1 only after it has
  *   finished reading step s, a half can be rewritten two steps later without another wait.
+ * - Every rank maps the whole arena, so buffers allocated from it (tpar_comm_mem_alloc) are
+ *   readable by all: a large all-reduce on such buffers skips the slots and reads the peers'
+ *   buffers in place.
  * - Reductions read the ranks' data in rank order 0..n-1 whoever computes them, so results
  *   are bit-identical on every rank, across runs and across algorithms. */
 #define _GNU_SOURCE
@@ -20,6 +23,7 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +44,14 @@
  * step moves, so it trades synchronisation count against cache footprint (docs/COMM.md). */
 #define DEFAULT_CHUNK (512u << 10)
 #define DEFAULT_ONESHOT_MAX (32u << 10)
+#define STREAM_MIN (32u << 10) /* smaller staging copies always use cached stores */
+#define STREAM_EXPLORE 16       /* auto: every 16th large call of a kind and size tries the other policy */
+#define SIZE_CLASSES 48         /* log2 of a call's bytes */
+#define PUBLISH_BLOCK (8u << 10) /* all-reduce: reduce this much into L1, then publish it */
 #define CHAN_BYTES (64u << 10)
 #define DEFAULT_ARENA (16ull << 30)
 #define MAX_SHM_RANKS 4096
+#define BUF_MAGIC 0x7470617242554621ull /* heads a tpar_comm_mem_alloc buffer, a page before it */
 
 typedef struct {
     uint64_t magic;
@@ -59,25 +68,29 @@ typedef struct {
 typedef struct {
     uint64_t magic;
     int32_t size;
-    _Atomic uint32_t futex;    /* bumped on every publish; sleepers wait on it */
+    _Atomic uint32_t futex;    /* bumped by a publish that finds sleepers; they wait on it */
     _Atomic uint32_t sleepers; /* ranks inside futex_wait */
     _Atomic int32_t refs;      /* attached ranks; the last to leave returns the pages */
 } region_hdr_t;
 
 /* What a rank says it is doing, checked against the others at a collective's first step. */
 typedef struct {
-    uint64_t seq, count, hash;
-    int32_t kind, dt, op, root;
+    uint64_t seq;
+    uint64_t size;             /* count; for the v forms, a hash of the per-rank counts */
+    uint8_t kind, dt, op, pad; /* coll_kind, tpar_dtype, tpar_op */
+    int32_t root;
 } desc_t;
 
 typedef struct {
+    /* One cache line: a peer that sees the step counter move fetches the descriptors with it. */
     _Atomic uint64_t posted; /* last step this rank published */
-    char pad0[CACHELINE - 8];
+    desc_t desc[2];          /* by step parity */
     int32_t pid;
     int32_t world_rank;
-    desc_t desc[2];
-    char pad1[256 - CACHELINE - 8 - 2 * sizeof(desc_t)];
+    int64_t buf[2][2]; /* by parity: a large all-reduce's send and receive buffers' arena offsets, or -1 */
+    char pad1[256 - 8 - 2 * sizeof(desc_t) - 8 - 4 * sizeof(int64_t)];
 } ctrl_t;
+_Static_assert(offsetof(ctrl_t, buf) == CACHELINE && sizeof(ctrl_t) == 256, "ctrl_t: hot fields in one line");
 
 typedef struct {
     _Atomic uint64_t written; /* bytes the sender has put into the ring */
@@ -91,10 +104,17 @@ typedef struct {
     uint64_t bytes;
 } msg_hdr_t;
 
+/* Seconds per byte of one kind and size class of call with cached (0) and streaming (1)
+ * staging stores, moving averages; 0 = not measured yet. */
+typedef struct {
+    double sec_per_byte[2];
+    uint32_t calls;
+} stream_stats_t;
+
 struct shm_comm {
     int fd;              /* arena fd (-1 for a private region); not owned unless fd_owned */
     int fd_owned;
-    arena_hdr_t *arena;  /* mapped arena header, or NULL */
+    arena_hdr_t *arena;  /* the whole arena, mapped (sparse), or NULL */
     size_t arena_map;
     uint8_t *base;       /* this communicator's region */
     size_t bytes;
@@ -106,6 +126,9 @@ struct shm_comm {
     uint8_t *chandata;
     size_t chunk;
     size_t oneshot_max;
+    int stream_mode;     /* TPAR_SHM_STREAM: -1 auto, 0 never, 1 always */
+    int stream;          /* the current call streams its staging copies of >= STREAM_MIN bytes */
+    stream_stats_t stats[COLL_KIND_END][SIZE_CLASSES];
     uint64_t step;
     int spin;            /* back-off: busy polls (at least this many, */
     double spin_s;       /*   and for at least this long), */
@@ -241,9 +264,17 @@ static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct tim
     return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
 }
 
+/* Called right after a store that may satisfy a waiter. A waiter counts itself in `sleepers`
+ * before its last look at the condition, and the fence orders our store before our read of
+ * `sleepers`, so either it sees the store or we see it (then the bumped word makes its
+ * FUTEX_WAIT return at once, or the wake reaches it). When nobody sleeps, no shared line is
+ * written: the hot path stays free of a read-modify-write that both ranks would bounce. */
 static void publish_wake(shm_comm_t *s) {
-    atomic_fetch_add(&s->hdr->futex, 1u);
-    if (atomic_load(&s->hdr->sleepers)) futex(&s->hdr->futex, FUTEX_WAKE, INT_MAX, NULL);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&s->hdr->sleepers, memory_order_relaxed)) {
+        atomic_fetch_add(&s->hdr->futex, 1u);
+        futex(&s->hdr->futex, FUTEX_WAKE, INT_MAX, NULL);
+    }
 }
 
 static inline void cpu_relax(void) {
@@ -355,10 +386,10 @@ static tpar_status step(tpar_comm_t *c, const coll_t *first) {
     shm_comm_t *s = c->shm;
     int par = next_parity(s);
     desc_t mine = {0};
+    int v = first && (first->kind == COLL_ALLGATHERV || first->kind == COLL_REDUCE_SCATTERV);
     if (first) {
-        int v = first->kind == COLL_ALLGATHERV || first->kind == COLL_REDUCE_SCATTERV; /* counts: in hash */
-        mine = (desc_t){first->seq, v ? 0 : first->count, first->desc_hash, (int32_t)first->kind,
-                        (int32_t)first->dt, (int32_t)first->op, (int32_t)first->root};
+        mine = (desc_t){first->seq, v ? first->desc_hash : first->count, (uint8_t)first->kind, (uint8_t)first->dt,
+                        (uint8_t)first->op, 0, (int32_t)first->root};
         s->ctrl[c->rank].desc[par] = mine;
     }
     s->step++;
@@ -372,21 +403,29 @@ static tpar_status step(tpar_comm_t *c, const coll_t *first) {
         if (memcmp(d, &mine, sizeof mine) == 0) continue;
         char what[160];
         describe_call(first, what, sizeof what);
+        if (v && d->seq == mine.seq && d->kind == mine.kind && d->dt == mine.dt && d->root == mine.root &&
+            d->op == mine.op)
+            return comm_fail(c, TPAR_ERR_MISMATCH, "%s: rank %d passed other per-rank counts than this rank (%d)",
+                             what, q, c->rank);
+        char theirs[24] = "per-rank", ours[24] = "per-rank";
+        if (!v) {
+            snprintf(theirs, sizeof theirs, "%llu", (unsigned long long)d->size);
+            snprintf(ours, sizeof ours, "%llu", (unsigned long long)mine.size);
+        }
         return comm_fail(c, TPAR_ERR_MISMATCH,
-                         "%s: rank %d called %s #%llu with %llu x %s, %s, root %d, while this rank (%d) "
-                         "passed %llu x %s, %s, root %d%s",
+                         "%s: rank %d called %s #%llu with %s x %s, %s, root %d, while this rank (%d) "
+                         "passed %s x %s, %s, root %d",
                          what, q, d->kind > 0 && d->kind < COLL_KIND_END ? coll_name((coll_kind)d->kind) : "?",
-                         (unsigned long long)d->seq, (unsigned long long)d->count,
-                         tpar_dtype_name((tpar_dtype)d->dt), tpar_op_name((tpar_op)d->op), d->root, c->rank,
-                         (unsigned long long)mine.count, tpar_dtype_name(first->dt), tpar_op_name(first->op),
-                         first->root, d->hash != mine.hash ? " (per-rank counts differ)" : "");
+                         (unsigned long long)d->seq, theirs, tpar_dtype_name((tpar_dtype)d->dt),
+                         tpar_op_name((tpar_op)d->op), d->root, c->rank, ours, tpar_dtype_name(first->dt),
+                         tpar_op_name(first->op), first->root);
     }
     return TPAR_OK;
 }
 
 /* ---- set-up ----------------------------------------------------------------------------- */
 
-static void set_backoff(shm_comm_t *s, int nranks_here) {
+static tpar_status set_tuning(shm_comm_t *s, int nranks_here, tpar_err_t *err) {
     /* With a core per rank, spinning is the fastest wait; oversubscribed, a spinning rank
      * steals the core from the one it waits for, so give it away almost at once. */
     if (comm_local_ranks(nranks_here) <= tpar_num_cores()) {
@@ -403,6 +442,11 @@ static void set_backoff(shm_comm_t *s, int nranks_here) {
     long long v = DEFAULT_ONESHOT_MAX;
     tpar_env_int("TPAR_SHM_ONESHOT_MAX", DEFAULT_ONESHOT_MAX, 0, 1ll << 40, &v, NULL);
     s->oneshot_max = (size_t)v;
+    const char *e = getenv("TPAR_SHM_STREAM");
+    s->stream_mode = !e || !*e || !strcmp(e, "auto") ? -1 : !strcmp(e, "1") ? 1 : !strcmp(e, "0") ? 0 : -2;
+    if (s->stream_mode == -2)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "TPAR_SHM_STREAM='%s': expected auto, 1 or 0", e);
+    return TPAR_OK;
 }
 
 /* Maps this communicator's region (offset in the arena, or a private one for a single
@@ -427,14 +471,19 @@ static tpar_status attach_region(tpar_comm_t *c, int fd, arena_hdr_t *arena, uin
     }
     s->n = c->size;
     layout(s, c->size);
-    set_backoff(s, c->size);
+    tpar_status st = set_tuning(s, c->size, err);
+    if (st) {
+        munmap(s->base, s->bytes);
+        free(s);
+        return st;
+    }
     c->shm = s;
     s->ctrl[c->rank].pid = (int32_t)getpid();
     s->ctrl[c->rank].world_rank = c->world_rank;
     s->hdr->size = c->size; /* every member writes the same values */
     s->hdr->magic = REGION_MAGIC;
     atomic_fetch_add(&s->hdr->refs, 1);
-    tpar_status st = step(c, NULL);
+    st = step(c, NULL);
     if (st) {
         tpar_err_set(err, st, "%s", c->err);
         c->shm = NULL;
@@ -443,29 +492,31 @@ static tpar_status attach_region(tpar_comm_t *c, int fd, arena_hdr_t *arena, uin
     return st;
 }
 
-static tpar_status map_arena_header(int fd, int expect_world, arena_hdr_t **out, size_t *map, tpar_err_t *err) {
+/* Maps the whole arena (sparse: pages exist only where written), so that every rank sees every
+ * other rank's tpar_comm_mem_alloc buffers at the same offsets. */
+static tpar_status map_arena(int fd, int expect_world, arena_hdr_t **out, size_t *map, tpar_err_t *err) {
     struct stat sb;
     if (fstat(fd, &sb) != 0 || (size_t)sb.st_size < PAGE)
         return tpar_err_set(err, TPAR_ERR_SYS, "shm: fd %d is not a tpar arena (start ranks with `tpar launch`)", fd);
-    size_t hb = arena_header_bytes(expect_world);
-    arena_hdr_t *a = mmap(NULL, hb, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    size_t total = (size_t)sb.st_size, hb = arena_header_bytes(expect_world);
+    arena_hdr_t *a = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (a == MAP_FAILED) return tpar_err_set(err, TPAR_ERR_SYS, "shm: mapping the arena: %s", strerror(errno));
-    if (a->magic != ARENA_MAGIC || a->world_size != expect_world || a->header_bytes != hb) {
+    if (a->magic != ARENA_MAGIC || a->world_size != expect_world || a->header_bytes != hb || a->arena_bytes != total) {
         int ws = a->world_size;
-        munmap(a, hb);
+        munmap(a, total);
         return tpar_err_set(err, TPAR_ERR_CORRUPT,
                             "shm: fd %d is not an arena for %d ranks (found %d); start ranks with `tpar launch`",
                             fd, expect_world, ws);
     }
     *out = a;
-    *map = hb;
+    *map = total;
     return TPAR_OK;
 }
 
 tpar_status shm_attach_fd(tpar_comm_t *c, int fd, tpar_err_t *err) {
     arena_hdr_t *a = NULL;
     size_t map = 0;
-    tpar_status st = map_arena_header(fd, c->size, &a, &map, err);
+    tpar_status st = map_arena(fd, c->size, &a, &map, err);
     if (st) return st;
     st = attach_region(c, fd, a, a->world_offset, err);
     if (st) {
@@ -532,6 +583,45 @@ void shm_free(shm_comm_t *s) {
     free(s);
 }
 
+/* ---- buffers every rank can read (tpar_comm_mem_alloc) -------------------------------------- */
+
+/* Bump-allocated from the arena like communicator regions, a page-aligned block behind a
+ * page that records its size. Freeing returns the pages to the system; the address range is
+ * not reused, which suits what these are for: long-lived model and gradient buffers. */
+typedef struct {
+    uint64_t magic, bytes; /* bytes: the whole block, header page included */
+} buf_hdr_t;
+
+void *shm_alloc(shm_comm_t *s, size_t bytes) {
+    if (!s->arena || bytes > s->arena->arena_bytes) return NULL;
+    uint64_t need = round_up(bytes ? bytes : 1, PAGE) + PAGE;
+    uint64_t o = atomic_fetch_add(&s->arena->bump, need);
+    if (o + need > s->arena->arena_bytes) return NULL;
+    buf_hdr_t *h = (buf_hdr_t *)((uint8_t *)s->arena + o);
+    h->bytes = need;
+    h->magic = BUF_MAGIC;
+    return (uint8_t *)h + PAGE; /* fresh arena pages read as zero */
+}
+
+/* Where [p, p + bytes) lies in the arena, or -1 if it does not. */
+static int64_t arena_offset(const shm_comm_t *s, const void *p, size_t bytes) {
+    if (!s->arena || !p) return -1;
+    uintptr_t b = (uintptr_t)s->arena, x = (uintptr_t)p;
+    size_t total = s->arena->arena_bytes;
+    if (x < b + s->arena->header_bytes || x - b > total || bytes > total - (x - b)) return -1;
+    return (int64_t)(x - b);
+}
+
+int shm_free_mem(shm_comm_t *s, void *p) {
+    int64_t o = arena_offset(s, p, 0);
+    if (o < (int64_t)PAGE) return 0;
+    buf_hdr_t *h = (buf_hdr_t *)((uint8_t *)p - PAGE);
+    /* Punching the hole also clears the header, so a second free finds no magic. */
+    if (h->magic == BUF_MAGIC && h->bytes <= s->arena->arena_bytes - (uint64_t)(o - PAGE))
+        fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(o - PAGE), (off_t)h->bytes);
+    return 1;
+}
+
 /* ---- collectives ------------------------------------------------------------------------ */
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -541,6 +631,38 @@ static void copy(void *dst, const void *src, size_t n) {
     if (n) memcpy(dst, src, n);
 }
 
+/* How to write n bytes into a staging slot that other cores read next: with cached stores, or
+ * with streaming stores that send them to memory. Which is faster depends on where the ranks'
+ * cores sit: if they share a cache, readers find cached lines at once; if not, each dirty line
+ * must be fetched from the writer's cache and invalidated there again at the next write, which
+ * can be slower than a trip through memory (docs/COMM.md has the measurements). */
+typedef void (*put_fn)(void *dst, const void *src, size_t n);
+static put_fn put_for(const shm_comm_t *s, size_t n) {
+    return s->stream_mode == 1 || (s->stream && n >= STREAM_MIN) ? tpar_copy_stream : copy;
+}
+
+/* TPAR_SHM_STREAM=auto: a VM's cores can move under it, so the choice is measured all along.
+ * Every large call of a kind and size class uses the policy that has been faster so far for
+ * that class, and every STREAM_EXPLORE-th tries the other; each rank decides from its own
+ * timings (the ranks' counts of calls agree, so they explore together). The policy only
+ * changes how bytes are stored, never which or in what order they are reduced. */
+static stream_stats_t *stream_choose(shm_comm_t *s, const coll_t *k, size_t bytes) {
+    s->stream = s->stream_mode == 1;
+    if (s->stream_mode != -1 || bytes < STREAM_MIN || k->kind >= COLL_KIND_END) return NULL;
+    int cls = 0;
+    while (cls < SIZE_CLASSES - 1 && ((size_t)2 << cls) <= bytes) cls++;
+    stream_stats_t *ss = &s->stats[k->kind][cls];
+    const double *t = ss->sec_per_byte;
+    int best = t[0] == 0.0 ? 0 : t[1] == 0.0 ? 1 : t[1] < t[0];
+    s->stream = ++ss->calls % STREAM_EXPLORE == 0 ? !best : best;
+    return ss;
+}
+
+static void stream_record(shm_comm_t *s, stream_stats_t *ss, size_t bytes, double seconds) {
+    double *t = &ss->sec_per_byte[s->stream], x = seconds / (double)bytes;
+    *t = *t == 0.0 ? x : 0.75 * *t + 0.25 * x;
+}
+
 /* Rank r's share [lo, hi) of m elements, boundaries on cache lines. */
 static void share(size_t m, size_t esz, int r, int n, size_t *lo, size_t *hi) {
     size_t unit = CACHELINE / esz, units = (m + unit - 1) / unit;
@@ -548,44 +670,99 @@ static void share(size_t m, size_t esz, int r, int n, size_t *lo, size_t *hi) {
     *hi = MIN(m, units * (size_t)(r + 1) / (size_t)n * unit);
 }
 
+/* Large, staged: per chunk, stage the other ranks' shares of my vector (they reduce those);
+ * reduce my share (my own part read straight from the input) into the output a block at a
+ * time, publishing each block from L1 into my slot's other half; then copy the others'
+ * reduced shares. Every byte crosses between cores once each way. */
+static tpar_status allreduce_staged(tpar_comm_t *c, const coll_t *k, const void **src) {
+    shm_comm_t *s = c->shm;
+    int n = c->size, me = c->rank;
+    size_t esz = tpar_dtype_size(k->dt), per = s->chunk / esz, blk = PUBLISH_BLOCK / esz;
+    size_t rounds = (k->count + per - 1) / per;
+    for (size_t r = 0; r < rounds; r++) {
+        size_t off = r * per, m = MIN(per, k->count - off), lo, hi;
+        const uint8_t *cin = (const uint8_t *)k->sbuf + off * esz; // (m,) this chunk of my input
+        uint8_t *cout = (uint8_t *)k->rbuf + off * esz;            // (m,) and of my output
+        int par = next_parity(s);
+        put_fn put = put_for(s, m * esz / (size_t)n); /* my share's size */
+        share(m, esz, me, n, &lo, &hi);
+        put(slot(s, me, par), cin, lo * esz);
+        put(slot(s, me, par) + hi * esz, cin + hi * esz, (m - hi) * esz);
+        tpar_status st = step(c, NULL);
+        if (st) return st;
+        for (size_t b = lo; b < hi; b += blk) {
+            size_t e = MIN(hi, b + blk);
+            for (int q = 0; q < n; q++) src[q] = (q == me ? cin : slot(s, q, par)) + b * esz;
+            tpar_reduce_n(cout + b * esz, src, n, e - b, k->dt, k->op);
+            put(slot(s, me, par ^ 1) + b * esz, cout + b * esz, (e - b) * esz);
+        }
+        if ((st = step(c, NULL))) return st;
+        for (int q = 0; q < n; q++) {
+            if (q == me) continue;
+            share(m, esz, q, n, &lo, &hi);
+            copy(cout + lo * esz, slot(s, q, par ^ 1) + lo * esz, (hi - lo) * esz);
+        }
+    }
+    return TPAR_OK;
+}
+
+/* Large, every rank's buffers in the arena (tpar_comm_mem_alloc): no staging. Rank r reduces its
+ * share straight from everyone's input into its output; step; it copies the other shares
+ * from their owners' outputs; a last step keeps every rank in the call until nobody reads
+ * its buffers any more. In place is safe: while r writes share r of its buffer, others read
+ * only their own shares of it. offs[q] = {input, output} offsets of rank q. */
+static tpar_status allreduce_direct(tpar_comm_t *c, const coll_t *k, const void **src, const int64_t (*offs)[2]) {
+    shm_comm_t *s = c->shm;
+    int n = c->size, me = c->rank;
+    const uint8_t *base = (const uint8_t *)s->arena;
+    size_t esz = tpar_dtype_size(k->dt), lo, hi;
+    share(k->count, esz, me, n, &lo, &hi);
+    for (int q = 0; q < n; q++) src[q] = base + offs[q][0] + lo * esz;
+    tpar_reduce_n((uint8_t *)k->rbuf + lo * esz, src, n, hi - lo, k->dt, k->op);
+    tpar_status st = step(c, NULL);
+    if (st) return st;
+    for (int q = 0; q < n; q++) {
+        if (q == me) continue;
+        share(k->count, esz, q, n, &lo, &hi);
+        copy((uint8_t *)k->rbuf + lo * esz, base + offs[q][1] + lo * esz, (hi - lo) * esz);
+    }
+    return step(c, NULL);
+}
+
 static tpar_status allreduce(tpar_comm_t *c, const coll_t *k) {
     shm_comm_t *s = c->shm;
     int n = c->size, me = c->rank;
     size_t esz = tpar_dtype_size(k->dt), total = k->count * esz;
     const void **src = malloc((size_t)n * sizeof *src);
-    if (!src) return comm_fail(c, TPAR_ERR_NOMEM, "allreduce: out of memory");
+    int64_t (*offs)[2] = malloc((size_t)n * sizeof *offs);
     tpar_status st = TPAR_OK;
-    const uint8_t *in = k->sbuf;
-    uint8_t *out = k->rbuf;
-    if (total <= s->oneshot_max && total <= s->chunk) {
+    if (!src || !offs) {
+        st = comm_fail(c, TPAR_ERR_NOMEM, "allreduce: out of memory");
+    } else if (total <= s->oneshot_max && total <= s->chunk) {
         /* One shot: everyone stages its vector, everyone reduces all of them. */
         int par = next_parity(s);
-        copy(slot(s, me, par), in, total);
+        copy(slot(s, me, par), k->sbuf, total);
         if (!(st = step(c, k))) {
             for (int q = 0; q < n; q++) src[q] = slot(s, q, par);
-            tpar_reduce_n(out, src, n, k->count, k->dt, k->op);
+            tpar_reduce_n(k->rbuf, src, n, k->count, k->dt, k->op);
         }
     } else {
-        /* Per chunk: stage, reduce my share of it (reduce-scatter), publish, gather the shares. */
-        size_t per = s->chunk / esz;
-        size_t rounds = k->count ? (k->count + per - 1) / per : 1;
-        for (size_t r = 0; r < rounds && !st; r++) {
-            size_t off = r * per, m = MIN(per, k->count - off);
-            int par = next_parity(s);
-            copy(slot(s, me, par), in + off * esz, m * esz);
-            if ((st = step(c, r == 0 ? k : NULL))) break;
-            size_t lo, hi;
-            share(m, esz, me, n, &lo, &hi);
-            for (int q = 0; q < n; q++) src[q] = slot(s, q, par) + lo * esz;
-            tpar_reduce_n(slot(s, me, par ^ 1) + lo * esz, src, n, hi - lo, k->dt, k->op);
-            if ((st = step(c, NULL))) break;
+        /* Large: a first step trades the call's description and where each rank's buffers lie
+         * in the arena; direct if all of them do, staged otherwise. */
+        int par = next_parity(s), direct = 1;
+        s->ctrl[me].buf[par][0] = arena_offset(s, k->sbuf, total);
+        s->ctrl[me].buf[par][1] = arena_offset(s, k->rbuf, total);
+        if (!(st = step(c, k))) {
             for (int q = 0; q < n; q++) {
-                share(m, esz, q, n, &lo, &hi);
-                copy(out + (off + lo) * esz, slot(s, q, par ^ 1) + lo * esz, (hi - lo) * esz);
+                offs[q][0] = s->ctrl[q].buf[par][0];
+                offs[q][1] = s->ctrl[q].buf[par][1];
+                direct &= offs[q][0] >= 0 && offs[q][1] >= 0;
             }
+            st = direct ? allreduce_direct(c, k, src, (const int64_t(*)[2])offs) : allreduce_staged(c, k, src);
         }
     }
     free(src);
+    free(offs);
     return st;
 }
 
@@ -602,7 +779,7 @@ static tpar_status allgatherv(tpar_comm_t *c, const coll_t *k, const size_t *cou
         size_t off = r * s->chunk;
         int par = next_parity(s);
         size_t mine = counts[me] * esz;
-        if (off < mine) copy(slot(s, me, par), in + off, MIN(s->chunk, mine - off));
+        if (off < mine) put_for(s, mine)(slot(s, me, par), in + off, MIN(s->chunk, mine - off));
         tpar_status st = step(c, r == 0 ? k : NULL);
         if (st) return st;
         for (int q = 0; q < n; q++) {
@@ -639,13 +816,14 @@ static tpar_status blockwise(tpar_comm_t *c, const coll_t *k, const size_t *coun
     const uint8_t *in = k->sbuf;
     uint8_t *out = k->rbuf;
     tpar_status st = TPAR_OK;
+    put_fn put = put_for(s, maxc * esz);
     for (size_t r = 0; r < rounds && !st; r++) {
         size_t off = r * w;
         int par = next_parity(s);
         uint8_t *mine = slot(s, me, par);
         for (int q = 0; q < n; q++)
             if (off < counts[q])
-                copy(mine + (size_t)q * w * esz, in + (start[q] + off) * esz, MIN(w, counts[q] - off) * esz);
+                put(mine + (size_t)q * w * esz, in + (start[q] + off) * esz, MIN(w, counts[q] - off) * esz);
         if ((st = step(c, r == 0 ? k : NULL))) break;
         if (reduce) {
             if (off >= counts[me]) continue;
@@ -671,7 +849,7 @@ static tpar_status broadcast(tpar_comm_t *c, const coll_t *k) {
     for (size_t r = 0; r < rounds; r++) {
         size_t off = r * s->chunk, m = total ? MIN(s->chunk, total - off) : 0;
         int par = next_parity(s);
-        if (c->rank == k->root) copy(slot(s, k->root, par), buf + off, m);
+        if (c->rank == k->root) put_for(s, total)(slot(s, k->root, par), buf + off, m);
         tpar_status st = step(c, r == 0 ? k : NULL);
         if (st) return st;
         if (c->rank != k->root) copy(buf + off, slot(s, k->root, par), m);
@@ -768,7 +946,10 @@ tpar_status shm_exec(tpar_comm_t *c, const coll_t *k) {
     shm_comm_t *s = c->shm;
     s->cur = k;
     tpar_status st;
-    size_t n = (size_t)c->size;
+    size_t n = (size_t)c->size, bytes = k->count * tpar_dtype_size(k->dt);
+    int staged = k->kind != COLL_BARRIER && k->kind != COLL_SEND && k->kind != COLL_RECV;
+    stream_stats_t *ss = staged ? stream_choose(s, k, bytes) : NULL;
+    double t0 = ss ? tpar_now() : 0.0;
     switch (k->kind) {
     case COLL_ALLREDUCE: st = allreduce(c, k); break;
     case COLL_ALLGATHER: {
@@ -799,6 +980,7 @@ tpar_status shm_exec(tpar_comm_t *c, const coll_t *k) {
     case COLL_RECV: st = p2p(c, k); break;
     default: st = comm_fail(c, TPAR_ERR_INTERNAL, "shm: unknown call %d", (int)k->kind);
     }
+    if (ss && !st) stream_record(s, ss, bytes, tpar_now() - t0);
     s->cur = NULL;
     return st;
 }

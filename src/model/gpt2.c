@@ -155,8 +155,12 @@ tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, i
         goto fail;
     }
     build_table(m);
-    m->params = tpar_calloc_aligned(m->num_params, sizeof(float));
-    m->grads = tpar_calloc_aligned(m->num_params, sizeof(float));
+    // Gradients live in the group's shared memory: the data-parallel all-reduce of them then
+    // reads the peers' buffers directly (tpar_comm_mem_alloc; the heap when tp = 1).
+    size_t pbytes;
+    int too_big = tpar_mul_size(m->num_params, sizeof(float), &pbytes);
+    m->params = too_big ? NULL : tpar_calloc_aligned(m->num_params, sizeof(float));
+    m->grads = too_big ? NULL : tpar_comm_mem_alloc(m->tp.comm, pbytes);
     if (!m->params || !m->grads) {
         st = tpar_err_set(err, TPAR_ERR_NOMEM, "model: out of memory for %zu parameters per rank (x2)", m->num_params);
         goto fail;
@@ -178,7 +182,8 @@ tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, i
     size_t Nl = (size_t)N / (m->sp ? tps : 1), NC = Nl * C, Vl = (size_t)m->Vp / tps;
     size_t n_spg = m->sp ? (size_t)(T + 2) * C : 0;
     size_t n = (size_t)(L + 1) * NC + NC + 2 * Nl + (size_t)N * Vl + 2 * NC + n_spg;
-    if (!(m->acts = tpar_calloc_aligned(n, sizeof(float)))) {
+    size_t abytes;
+    if (tpar_mul_size(n, sizeof(float), &abytes) || !(m->acts = tpar_comm_mem_alloc(m->tp.comm, abytes))) {
         st = tpar_err_set(err, TPAR_ERR_NOMEM, "model: out of memory for activations (%zu floats)", n);
         goto fail;
     }
@@ -206,8 +211,8 @@ void tpar_gpt2_free(tpar_gpt2_t *m) {
     tpar_col_linear_free(&m->head);
     tpar_vocab_xent_free(&m->xent);
     tpar_free(m->params);
-    tpar_free(m->grads);
-    tpar_free(m->acts);
+    tpar_comm_mem_free(m->tp.comm, m->grads);
+    tpar_comm_mem_free(m->tp.comm, m->acts);
     free(m->blocks);
     free(m->tensors);
     free(m);

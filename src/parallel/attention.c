@@ -37,7 +37,7 @@ tpar_status tpar_tp_attention_init(tpar_tp_attention_t *a, const tpar_tp_t *tp, 
         goto fail;
     size_t n3 = (size_t)N * 3 * a->Cl, n1 = (size_t)N * a->Cl, nl = (size_t)B * a->NHl * T;
     size_t ns = tpar_attention_scratch_floats(T);
-    if ((st = tpar_par_alloc(&a->qkvo, 2 * n3 + 2 * n1 + nl + ns, "attention activations", err))) goto fail;
+    if ((st = tpar_par_alloc(a->tp, &a->qkvo, 2 * n3 + 2 * n1 + nl + ns, "attention activations", err))) goto fail;
     a->dqkv = a->qkvo + n3;
     a->att = a->dqkv + n3;
     a->datt = a->att + n1;
@@ -53,7 +53,7 @@ void tpar_tp_attention_free(tpar_tp_attention_t *a) {
     if (!a) return;
     tpar_col_linear_free(&a->qkv);
     tpar_row_linear_free(&a->proj);
-    tpar_free(a->qkvo);
+    tpar_par_free(a->tp, a->qkvo);
     a->qkvo = a->dqkv = a->att = a->datt = a->lse = a->scratch = NULL;
 }
 

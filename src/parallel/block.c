@@ -63,7 +63,7 @@ tpar_status tpar_block_init(tpar_block_t *b, const tpar_tp_t *tp, int C, int NH,
             (size_t)info[i].rows * info[i].cols / (info[i].kind == TPAR_SHARD_REPLICATED ? 1 : tp->size);
     // activations of the residual stream: R rows (N/tp under SP)
     size_t R = (size_t)tpar_par_rows(tp, resid.layout, N), RC = R * C;
-    if ((st = tpar_par_alloc(&b->acts, 8 * RC + 4 * R + 6 * (size_t)C, "block activations", err))) goto fail;
+    if ((st = tpar_par_alloc(b->tp, &b->acts, 8 * RC + 4 * R + 6 * (size_t)C, "block activations", err))) goto fail;
     float *p = b->acts;
     b->ln1 = p, p += RC;
     b->att_y = p, p += RC;
@@ -112,7 +112,7 @@ void tpar_block_free(tpar_block_t *b) {
     if (!b) return;
     tpar_tp_attention_free(&b->attn);
     tpar_tp_mlp_free(&b->mlp);
-    tpar_free(b->acts);
+    tpar_par_free(b->tp, b->acts);
     b->acts = NULL;
 }
 

@@ -54,12 +54,12 @@ tpar_status tpar_col_linear_init(tpar_col_linear_t *l, const tpar_tp_t *tp, int 
                                OC};
     size_t total;
     col_ws(l, &total);
-    return tpar_par_alloc(&l->ws, total, "column-parallel linear workspace", err);
+    return tpar_par_alloc(l->tp, &l->ws, total, "column-parallel linear workspace", err);
 }
 
 void tpar_col_linear_free(tpar_col_linear_t *l) {
     if (!l) return;
-    tpar_free(l->ws);
+    tpar_par_free(l->tp, l->ws);
     l->ws = NULL;
 }
 
@@ -165,12 +165,12 @@ tpar_status tpar_row_linear_init(tpar_row_linear_t *l, const tpar_tp_t *tp, int 
     l->out = (tpar_act_spec_t){tp->sp ? TPAR_LAYOUT_SPLIT_SEQ : TPAR_LAYOUT_REPLICATED, OC};
     size_t total;
     row_ws(l, &total);
-    return tpar_par_alloc(&l->ws, total, "row-parallel linear workspace", err);
+    return tpar_par_alloc(l->tp, &l->ws, total, "row-parallel linear workspace", err);
 }
 
 void tpar_row_linear_free(tpar_row_linear_t *l) {
     if (!l) return;
-    tpar_free(l->ws);
+    tpar_par_free(l->tp, l->ws);
     l->ws = NULL;
 }
 

@@ -23,7 +23,7 @@ tpar_status tpar_tp_mlp_init(tpar_tp_mlp_t *m, const tpar_tp_t *tp, int C, int H
     m->in = m->fc.in;
     m->out = m->proj.out;
     size_t n = (size_t)max_tokens * m->Hl;
-    if ((st = tpar_par_alloc(&m->pre, 4 * n, "MLP activations", err))) goto fail;
+    if ((st = tpar_par_alloc(m->tp, &m->pre, 4 * n, "MLP activations", err))) goto fail;
     m->act = m->pre + n;
     m->dact = m->act + n;
     m->dpre = m->dact + n;
@@ -37,7 +37,7 @@ void tpar_tp_mlp_free(tpar_tp_mlp_t *m) {
     if (!m) return;
     tpar_col_linear_free(&m->fc);
     tpar_row_linear_free(&m->proj);
-    tpar_free(m->pre);
+    tpar_par_free(m->tp, m->pre);
     m->pre = m->act = m->dact = m->dpre = NULL;
 }
 

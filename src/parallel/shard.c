@@ -126,12 +126,17 @@ tpar_status tpar_par_comm_err(const tpar_tp_t *tp, tpar_status st, const char *w
                         tpar_status_str(st));
 }
 
-tpar_status tpar_par_alloc(float **out, size_t n, const char *what, tpar_err_t *err) {
-    *out = tpar_calloc_aligned(n ? n : 1, sizeof(float));
+/* Layer buffers come from the TP group's shared memory, so the all-reduces on them read the
+ * peers' buffers directly (tpar_comm_mem_alloc); with no group, from the heap. */
+tpar_status tpar_par_alloc(const tpar_tp_t *tp, float **out, size_t n, const char *what, tpar_err_t *err) {
+    size_t bytes;
+    *out = tpar_mul_size(n ? n : 1, sizeof(float), &bytes) ? NULL : tpar_comm_mem_alloc(tp->comm, bytes);
     if (!*out)
         return tpar_err_set(err, TPAR_ERR_NOMEM, "%s: cannot allocate %zu floats", what, n);
     return TPAR_OK;
 }
+
+void tpar_par_free(const tpar_tp_t *tp, float *p) { tpar_comm_mem_free(tp ? tp->comm : NULL, p); }
 
 int tpar_par_rows(const tpar_tp_t *tp, tpar_layout layout, int N) {
     return layout == TPAR_LAYOUT_SPLIT_SEQ ? N / tp->size : N;

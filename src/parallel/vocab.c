@@ -37,12 +37,12 @@ tpar_status tpar_vocab_embedding_init(tpar_vocab_embedding_t *e, const tpar_tp_t
     e->out = (tpar_act_spec_t){tp->sp ? TPAR_LAYOUT_SPLIT_SEQ : TPAR_LAYOUT_REPLICATED, C};
     // (N, C): the partial lookup before its reduce-scatter, or dout gathered (SP only)
     size_t n = tp->sp && tp->size > 1 ? (size_t)max_tokens * C : 0;
-    return tpar_par_alloc(&e->ws, n, "vocab-parallel embedding workspace", err);
+    return tpar_par_alloc(e->tp, &e->ws, n, "vocab-parallel embedding workspace", err);
 }
 
 void tpar_vocab_embedding_free(tpar_vocab_embedding_t *e) {
     if (!e) return;
-    tpar_free(e->ws);
+    tpar_par_free(e->tp, e->ws);
     e->ws = NULL;
 }
 
@@ -100,14 +100,14 @@ tpar_status tpar_vocab_xent_init(tpar_vocab_xent_t *x, const tpar_tp_t *tp, int 
     x->ignore_index = ignore_index;
     x->max_tokens = max_tokens;
     x->in = (tpar_act_spec_t){TPAR_LAYOUT_SPLIT_LAST, Vp};
-    if ((st = tpar_par_alloc(&x->lse, (size_t)max_tokens, "vocab-parallel cross-entropy", err))) return st;
-    return tpar_par_alloc(&x->ws, 3 * (size_t)max_tokens, "vocab-parallel cross-entropy", err);
+    if ((st = tpar_par_alloc(x->tp, &x->lse, (size_t)max_tokens, "vocab-parallel cross-entropy", err))) return st;
+    return tpar_par_alloc(x->tp, &x->ws, 3 * (size_t)max_tokens, "vocab-parallel cross-entropy", err);
 }
 
 void tpar_vocab_xent_free(tpar_vocab_xent_t *x) {
     if (!x) return;
-    tpar_free(x->lse);
-    tpar_free(x->ws);
+    tpar_par_free(x->tp, x->lse);
+    tpar_par_free(x->tp, x->ws);
     x->lse = x->ws = NULL;
 }
 

@@ -5,9 +5,13 @@
  * The 16 MiB cases cover one dtype per collective (f32; bf16 too for allreduce): the
  * chunked paths they exercise do not depend on the dtype, which the small counts already
  * cover for every dtype and op, and more would make the 8-rank run crawl on 2 cores.
+ * All-reduce also runs on buffers from tpar_comm_mem_alloc, on every rank (the direct path
+ * above the one-shot size) and on rank 0 only (all ranks must then stage), at the small
+ * counts and at 100003 elements.
  * Run with TPAR_SHM_CHUNK=4096 the same program drives every multi-round path at small
- * counts (registered as test_collectives_chunk4k, with --small-only). The 16 MiB inputs repeat with a prime
- * period (elem_period in comm_test.h) so that eight ranks can afford the reference. */
+ * counts (registered as test_collectives_chunk4k, with --small-only). The 16 MiB inputs
+ * repeat with a prime period (elem_period in comm_test.h) so that eight ranks can afford
+ * the reference. */
 #include <malloc.h>
 
 #include "comm_test.h"
@@ -42,9 +46,31 @@ static void check_same_everywhere(const char *what, const void *buf, size_t byte
     free(all);
 }
 
-static void t_allreduce(tpar_dtype dt, tpar_op op, size_t count, int inplace, uint64_t salt) {
+/* Buffers for t_allreduce: malloc (staged path), tpar_comm_mem_alloc on every rank (direct
+ * path for large counts), or on rank 0 only (every rank must then agree on staging). */
+enum { MEM_HEAP, MEM_SHARED, MEM_MIXED };
+static const char *MEM_NAME[] = {"", " shared buffers", " shared buffers on rank 0 only"};
+
+static void *mem_alloc(int mem, size_t bytes) {
+    if (mem == MEM_HEAP || (mem == MEM_MIXED && R != 0)) return xmalloc(bytes);
+    void *p = tpar_comm_mem_alloc(C, bytes);
+    if (!p) {
+        fprintf(stderr, "tpar_comm_mem_alloc(%zu) failed\n", bytes);
+        exit(1);
+    }
+    memset(p, 0xA5, bytes);
+    return p;
+}
+
+static void mem_free(int mem, void *p) {
+    if (mem == MEM_HEAP || (mem == MEM_MIXED && R != 0)) free(p);
+    else tpar_comm_mem_free(C, p);
+}
+
+static void t_allreduce_mem(tpar_dtype dt, tpar_op op, size_t count, int inplace, int mem, uint64_t salt) {
     size_t e = tpar_dtype_size(dt);
-    void *in = xmalloc(count * e), *out = xmalloc(count * e), *ref = xmalloc(count * e), *keep = xmalloc(count * e);
+    void *in = mem_alloc(mem, count * e), *out = mem_alloc(mem, count * e);
+    void *ref = xmalloc(count * e), *keep = xmalloc(count * e);
     fill(dt, R, 0, count, in, salt);
     memcpy(keep, in, count * e);
     reference(dt, op, ALL, N, 0, count, ref, salt);
@@ -55,15 +81,19 @@ static void t_allreduce(tpar_dtype dt, tpar_op op, size_t count, int inplace, ui
         MUST(C, tpar_comm_allreduce(C, in, out, count, dt, op));
         CHECK(memcmp(in, keep, count * e) == 0); /* the send buffer is left alone */
     }
-    char what[128];
-    snprintf(what, sizeof what, "allreduce %s %s count %zu%s", tpar_dtype_name(dt), tpar_op_name(op), count,
-             inplace ? " in place" : "");
+    char what[160];
+    snprintf(what, sizeof what, "allreduce %s %s count %zu%s%s", tpar_dtype_name(dt), tpar_op_name(op), count,
+             inplace ? " in place" : "", MEM_NAME[mem]);
     CHECK_VALS(what, dt, op, N, ref, out, count, EXACT);
     check_same_everywhere(what, out, count * e);
-    free(in);
-    free(out);
+    mem_free(mem, in);
+    mem_free(mem, out);
     free(ref);
     free(keep);
+}
+
+static void t_allreduce(tpar_dtype dt, tpar_op op, size_t count, int inplace, uint64_t salt) {
+    t_allreduce_mem(dt, op, count, inplace, MEM_HEAP, salt);
 }
 
 static void t_allgather(tpar_dtype dt, size_t count, int inplace, uint64_t salt) {
@@ -212,6 +242,14 @@ int main(int argc, char **argv) {
     EXACT = exact_order(C);
     ALL = xmalloc((size_t)N * sizeof *ALL);
     for (int q = 0; q < N; q++) ALL[q] = q;
+    /* tpar_comm_mem_alloc: zeroed and aligned, from the arena or (one rank, MPI) the heap. */
+    unsigned char *z = tpar_comm_mem_alloc(C, 12345);
+    CHECK(z && ((uintptr_t)z & 63) == 0);
+    size_t nonzero = 0;
+    for (size_t i = 0; z && i < 12345; i++) nonzero += z[i] != 0;
+    CHECK_EQ_INT(0, nonzero);
+    tpar_comm_mem_free(C, z);
+    tpar_comm_mem_free(C, NULL);
     static const size_t counts[] = {0, 1, 7, 1001};
     uint64_t salt = 1;
     for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
@@ -219,7 +257,7 @@ int main(int argc, char **argv) {
         for (size_t d = 0; d < sizeof DTS / sizeof DTS[0]; d++) {
             for (int ip = 0; ip < 2; ip++) {
                 for (size_t o = 0; o < sizeof OPS / sizeof OPS[0]; o++) {
-                    t_allreduce(DTS[d], OPS[o], n, ip, salt++);
+                    for (int mem = MEM_HEAP; mem <= MEM_MIXED; mem++) t_allreduce_mem(DTS[d], OPS[o], n, ip, mem, salt++);
                     t_reduce_scatter(DTS[d], OPS[o], n, ip, 0, salt++);
                     t_reduce_scatter(DTS[d], OPS[o], n, ip, 1, salt++);
                 }
@@ -233,12 +271,20 @@ int main(int argc, char **argv) {
         }
         MUST(C, tpar_comm_barrier(C));
     }
+    /* Above the one-shot size, where shared buffers take the direct path: a count whose
+     * shares are not whole cache lines, every op, in place and not. */
+    for (int ip = 0; ip < 2; ip++)
+        for (size_t o = 0; o < sizeof OPS / sizeof OPS[0]; o++)
+            for (int mem = MEM_HEAP; mem <= MEM_MIXED; mem++) t_allreduce_mem(TPAR_F32, OPS[o], 100003, ip, mem, salt++);
+    t_allreduce_mem(TPAR_BF16, TPAR_SUM, 100003, 0, MEM_SHARED, salt++);
+    t_allreduce_mem(TPAR_F64, TPAR_MAX, 100003, 1, MEM_SHARED, salt++);
     /* 16 MiB messages (see the top of the file for why only these dtypes). */
     if (small_only) goto done;
     elem_period = 65521;
     size_t big = BIG_BYTES / 4;
     t_allreduce(TPAR_F32, TPAR_SUM, big, 0, salt++);
     t_allreduce(TPAR_F32, TPAR_SUM, big, 1, salt++);
+    t_allreduce_mem(TPAR_F32, TPAR_SUM, big, 0, MEM_SHARED, salt++);
     t_allreduce(TPAR_BF16, TPAR_SUM, BIG_BYTES / 2, 0, salt++);
     t_allgather(TPAR_F32, big / (size_t)N, 0, salt++);
     t_reduce_scatter(TPAR_F32, TPAR_SUM, big / (size_t)N, 1, 0, salt++);

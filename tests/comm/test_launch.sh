@@ -50,7 +50,7 @@ expect 2 "unknown option '--bogus'" -- "$tpar" bench layers --bogus
 expect 2 "the training benchmark is the program bench_train" -- "$tpar" bench train
 expect 2 "unknown benchmark 'frob'" -- "$tpar" bench frob
 expect 2 "--op expects allreduce, allgather, reduce_scatter or broadcast, got 'x'" -- "$tpar" bench comm --op x
-expect 0 '^\{"op":"allreduce","backend":"shm","ranks":2,"bytes":64,"time_us":[0-9.]+,"algbw_gbs":[0-9.]+,"busbw_gbs":[0-9.]+\}$' -- \
+expect 0 '^\{"op":"allreduce","backend":"shm","ranks":2,"bytes":64,"time_us":[0-9.]+,"algbw_gbs":[0-9.]+,"busbw_gbs":[0-9.]+,"buffers":"shared"\}$' -- \
     "$tpar" bench comm -n 2 --max-bytes 64 --json
 expect 0 "^ +1020 +255 +[0-9.]+ +[0-9.]+ +[0-9.]+$" -- "$tpar" bench comm --op reduce_scatter -n 3 --min-bytes 1024 --max-bytes 1024
 expect 0 "# tpar bench comm: broadcast, float32, backend shm, 1 ranks" -- "$tpar" bench comm --op broadcast -n 1 --max-bytes 64
