@@ -24,13 +24,25 @@
 
 #include "tpar/comm.h"
 
-#define ROUNDS 3
+#define ROUNDS 5
 
 static int json;
 
 static void die(tpar_comm_t *c, const char *what) {
     fprintf(stderr, "bench_comm: %s: %s\n", what, c ? tpar_comm_error(c) : "");
     exit(1);
+}
+
+/* Median of n values (n <= ROUNDS). */
+static double median(const double *v, int n) {
+    double s[ROUNDS];
+    memcpy(s, v, (size_t)n * sizeof *s);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && s[j] < s[j - 1]; j--) {
+            double t = s[j];
+            s[j] = s[j - 1], s[j - 1] = t;
+        }
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
 /* Slowest rank's time. */
@@ -146,7 +158,7 @@ int main(int argc, char **argv) {
         else
             printf("# memcpy 64 MiB, all %d ranks at once: %.2f GB/s per rank; all-reduce algbw limit "
                    "%.2f GB/s direct, %.2f GB/s staged\n"
-                   "# all-reduce float32 sum, %d ranks: tpar shm vs MPI_Allreduce (best of %d interleaved rounds)\n"
+                   "# all-reduce float32 sum, %d ranks: tpar shm vs MPI_Allreduce (medians of %d interleaved rounds)\n"
                    "# on tpar_comm_mem_alloc buffers (tpar direct), then on heap buffers (tpar staged)\n"
                    "# %10s %10s %11s %10s %11s %7s %10s %10s %7s\n",
                    n, bw / 1e9, lim_direct / 1e9, lim_staged / 1e9, n, ROUNDS, "bytes", "tpar(us)", "busbw(GB/s)", "mpi(us)", "busbw(GB/s)",
@@ -166,7 +178,10 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < 2 * nbuf * count; i++) heap[i] = shared[i] = (float)(i % 7);
         int iters = (int)((256u << 20) / bytes);
         iters = iters < 3 ? 3 : iters > 200 ? 200 : iters;
-        double best[4] = {1e30, 1e30, 1e30, 1e30}; /* tpar direct, MPI, on the shared pool; the same on the heap */
+        /* Each round times all four back to back, so a round's two ratios compare runs that
+         * met the same machine state (this VM's vCPUs move between placements that change
+         * both libraries' speeds); the table has the medians over rounds. */
+        double t[4][ROUNDS], ratio[2][ROUNDS]; /* tpar direct, MPI, on the shared pool; the same on the heap */
         for (int round = 0; round < ROUNDS; round++) {
             for (int which = 0; which < 4; which++) {
                 float *pool = which < 2 ? shared : heap;
@@ -181,26 +196,29 @@ int main(int argc, char **argv) {
                         die(NULL, "MPI_Allreduce");
                     }
                 }
-                double t = tmax(c, (tpar_now() - t0) / iters);
-                best[which] = t < best[which] ? t : best[which];
+                t[which][round] = tmax(c, (tpar_now() - t0) / iters);
             }
+            ratio[0][round] = t[1][round] / t[0][round];
+            ratio[1][round] = t[3][round] / t[2][round];
         }
+        double med[4], rat[2] = {median(ratio[0], ROUNDS), median(ratio[1], ROUNDS)};
+        for (int w = 0; w < 4; w++) med[w] = median(t[w], ROUNDS);
         if (r != 0) continue;
-        double a_t = (double)bytes / best[0] / 1e9, a_m = (double)bytes / best[1] / 1e9;
+        double a_t = (double)bytes / med[0] / 1e9, a_m = (double)bytes / med[1] / 1e9;
         if (json)
             printf("{\"op\":\"allreduce\",\"backend\":\"shm\",\"ranks\":%d,\"bytes\":%zu,\"time_us\":%.3f,"
                    "\"algbw_gbs\":%.4f,\"busbw_gbs\":%.4f,\"mpi_time_us\":%.3f,\"mpi_busbw_gbs\":%.4f,\"ratio\":%.3f,"
                    "\"heap_time_us\":%.3f,\"heap_mpi_time_us\":%.3f,\"heap_ratio\":%.3f}\n",
-                   n, bytes, best[0] * 1e6, a_t, a_t * factor, best[1] * 1e6, a_m * factor, best[1] / best[0],
-                   best[2] * 1e6, best[3] * 1e6, best[3] / best[2]);
+                   n, bytes, med[0] * 1e6, a_t, a_t * factor, med[1] * 1e6, a_m * factor, rat[0],
+                   med[2] * 1e6, med[3] * 1e6, rat[1]);
         else
-            printf("  %10zu %10.2f %11.3f %10.2f %11.3f %7.2f %10.2f %10.2f %7.2f\n", bytes, best[0] * 1e6, a_t * factor,
-                   best[1] * 1e6, a_m * factor, best[1] / best[0], best[2] * 1e6, best[3] * 1e6, best[3] / best[2]);
+            printf("  %10zu %10.2f %11.3f %10.2f %11.3f %7.2f %10.2f %10.2f %7.2f\n", bytes, med[0] * 1e6, a_t * factor,
+                   med[1] * 1e6, a_m * factor, rat[0], med[2] * 1e6, med[3] * 1e6, rat[1]);
         fflush(stdout);
     }
     tpar_free(heap);
     tpar_comm_mem_free(c, shared);
-    if (r == 0 && !json) printf("# ratio = MPI time / tpar time on the same buffers (> 1: tpar faster)\n");
+    if (r == 0 && !json) printf("# ratio = median over rounds of MPI time / tpar time on the same buffers (> 1: tpar faster)\n");
     /* The communicator's choice (TPAR_COMM_PROGRESS, else a thread only with a spare core). */
     const char *p = getenv("TPAR_COMM_PROGRESS");
     overlap(c, p && *p && strcmp(p, "auto") ? !strcmp(p, "thread") : sysconf(_SC_NPROCESSORS_ONLN) > n);

@@ -66,6 +66,14 @@ enum { VEC = 16 };
         T *d = (T *)dst;                                                                             \
         const T *s0 = (const T *)srcs[0];                                                            \
         size_t i = 0;                                                                                \
+        if (n == 2) { /* the common case, as a loop the compiler unrolls without a source loop */   \
+            const T *s1 = (const T *)srcs[1];                                                        \
+            for (; i + VEC <= count; i += VEC) {                                                     \
+                ACC acc[VEC];                                                                        \
+                for (int j = 0; j < VEC; j++) acc[j] = OPM(LOAD(s0[i + j]), LOAD(s1[i + j]));        \
+                for (int j = 0; j < VEC; j++) d[i + j] = STORE(acc[j]);                              \
+            }                                                                                        \
+        }                                                                                            \
         for (; i + VEC <= count; i += VEC) {                                                         \
             ACC acc[VEC];                                                                            \
             for (int j = 0; j < VEC; j++) acc[j] = LOAD(s0[i + j]);                                  \
