@@ -128,6 +128,7 @@ struct shm_comm {
     size_t oneshot_max;
     int stream_mode;     /* TPAR_SHM_STREAM: -1 auto, 0 never, 1 always */
     int stream;          /* the current call streams its staging copies of >= STREAM_MIN bytes */
+    int direct;          /* the current call staged nothing (an all-reduce on shared buffers) */
     stream_stats_t stats[COLL_KIND_END][SIZE_CLASSES];
     uint64_t step;
     int spin;            /* back-off: busy polls (at least this many, */
@@ -716,6 +717,7 @@ static tpar_status allreduce_direct(tpar_comm_t *c, const coll_t *k, const void 
     int n = c->size, me = c->rank;
     const uint8_t *base = (const uint8_t *)s->arena;
     size_t esz = tpar_dtype_size(k->dt), lo, hi;
+    s->direct = 1; /* its timings say nothing about staging stores */
     share(k->count, esz, me, n, &lo, &hi);
     for (int q = 0; q < n; q++) src[q] = base + offs[q][0] + lo * esz;
     tpar_reduce_n((uint8_t *)k->rbuf + lo * esz, src, n, hi - lo, k->dt, k->op);
@@ -950,6 +952,7 @@ tpar_status shm_exec(tpar_comm_t *c, const coll_t *k) {
     int staged = k->kind != COLL_BARRIER && k->kind != COLL_SEND && k->kind != COLL_RECV;
     stream_stats_t *ss = staged ? stream_choose(s, k, bytes) : NULL;
     double t0 = ss ? tpar_now() : 0.0;
+    s->direct = 0;
     switch (k->kind) {
     case COLL_ALLREDUCE: st = allreduce(c, k); break;
     case COLL_ALLGATHER: {
@@ -980,7 +983,7 @@ tpar_status shm_exec(tpar_comm_t *c, const coll_t *k) {
     case COLL_RECV: st = p2p(c, k); break;
     default: st = comm_fail(c, TPAR_ERR_INTERNAL, "shm: unknown call %d", (int)k->kind);
     }
-    if (ss && !st) stream_record(s, ss, bytes, tpar_now() - t0);
+    if (ss && !st && !s->direct) stream_record(s, ss, bytes, tpar_now() - t0);
     s->cur = NULL;
     return st;
 }
