@@ -27,8 +27,11 @@ Checks
            w the time the slowest rank spent blocked in collectives (`comm_frac_critical`),
            against the planner's `comm_compute_ratio`. Blocking time is transfer plus waiting
            for a peer that is behind; on a loaded 2-core machine the second term dominates,
-           so only a lower bound is always checked: measured >= predicted / 2 (the model does
-           not overstate the transfer by more than 2x). The upper bound, measured <= 3 x
+           so only a lower bound is always checked: measured >= predicted / 3 (the model does
+           not overstate the transfer by more than 3x: the TP all-reduces read the peers'
+           buffers in place (docs/COMM.md, direct path), about 0.75 copies per payload byte on
+           each side where the link figure above assumes one, and the backward's reductions
+           partly overlap the weight-gradient GEMMs). The upper bound, measured <= 3 x
            predicted + 0.05, is checked only when the run shows the two ranks really ran in
            parallel (TP=2 step <= 0.65 x TP=1 step, balance <= 1.15); otherwise it prints
            "not checked" with the figures. Step times use the median of steps 2.. (step 1
@@ -141,7 +144,7 @@ try:
                   % (pred, 100 * pred / (1 + pred), meas, 100 * crit,
                      100 * statistics.median(x["comm_frac"] for x in later), balance))
             check(pred > 0, "TP=2: the planner predicts some communication")
-            check(meas >= pred / 2, "TP=2: measured comm/compute %.4f >= predicted %.4f / 2" % (meas, pred))
+            check(meas >= pred / 3, "TP=2: measured comm/compute %.4f >= predicted %.4f / 3" % (meas, pred))
             speedup = step_ms[1] / step_ms[2]
             if speedup >= 1 / 0.65 and balance <= 1.15:
                 check(meas <= 3 * pred + 0.05,
