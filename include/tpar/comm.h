@@ -147,6 +147,10 @@ typedef struct {
     double wait_s;      /* time the caller spent blocked in collectives and waits */
     uint64_t calls;     /* collectives started */
     uint64_t bytes;     /* payload bytes this rank contributed */
+    uint64_t bus_bytes; /* bytes a ring algorithm moves out of this rank (NCCL's "bus" bytes):
+                         * 2(n-1)/n of the buffer for an all-reduce, (n-1)/n of the whole
+                         * buffer for all-gather, reduce-scatter and all-to-all, the buffer for
+                         * broadcast and send; 0 on one rank. The unit of `tpar plan`. */
 } tpar_comm_stats_t;
 void tpar_comm_stats(const tpar_comm_t *comm, tpar_comm_stats_t *out);
 void tpar_comm_stats_reset(tpar_comm_t *comm);

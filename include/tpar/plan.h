@@ -116,6 +116,10 @@ typedef struct {
     double tflops_per_gpu;  /* hardware FLOPs (with recomputation) / GPU / second / 1e12 */
     double mfu;             /* model FLOPs / (gpus * peak * step) */
     double comm_compute_ratio; /* (TP + PP + DP communication) / (GEMM + element-wise) */
+    /* bytes each GPU moves out per step ("bus" bytes of ring collectives, the unit of
+     * tpar_comm_stats_t.bus_bytes): 2(n-1)/n of an all-reduce's buffer, (n-1)/n of an
+     * all-gather's or reduce-scatter's, a pipeline send's whole message */
+    double tp_bus_bytes, pp_bus_bytes, dp_bus_bytes;
 } tpar_plan_result_t;
 
 /* Checks a fully given layout against the model and cluster (every divisibility rule, with

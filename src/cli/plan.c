@@ -54,7 +54,8 @@ static void usage(FILE *f) {
 "optimizer, activations, comm_buffers, total, usable}, fits, time_s {gemm, elementwise,\n"
 "tp_comm, pp_comm, pipeline_bubble, dp_comm, dp_exposed, optimizer}, step_s,\n"
 "tflops_per_gpu (hardware FLOPs incl. recomputation), mfu (model FLOPs),\n"
-"comm_compute_ratio, and for a search: valid_layouts and top (the best layouts).\n"
+"comm_compute_ratio, comm_gb_per_gpu {tp, pp, dp} (bytes each GPU sends per step, as\n"
+"ring collectives count them), and for a search: valid_layouts and top (the best layouts).\n"
 "GB = 1e9 bytes. Exit codes: 0 answered (check fits), 2 bad input, 1 other failure.\n"
 "\n"
 "examples:\n"
@@ -107,6 +108,8 @@ static void print_detail(const tpar_plan_model_t *m, const tpar_plan_hw_t *hw, c
     printf("  %-28s %9.3f\n", "step", st);
     printf("  (DP reduction in all %.3f s, %s)\n", r->t_dp_comm,
            L->dp_overlap ? "overlapped with backward where possible" : "not overlapped");
+    printf("  (sent per GPU per step: TP %.4g GB, PP %.4g GB, DP %.4g GB)\n", r->tp_bus_bytes / 1e9,
+           r->pp_bus_bytes / 1e9, r->dp_bus_bytes / 1e9);
     printf("\nthroughput: %.4g TFLOP/s per GPU (hardware FLOPs, recomputation included), MFU %.1f%%, "
            "communication/computation %.3f\n",
            r->tflops_per_gpu, 100 * r->mfu, r->comm_compute_ratio);
@@ -163,6 +166,10 @@ static void json_result_fields(const tpar_plan_result_t *r) {
     json_num("tflops_per_gpu", r->tflops_per_gpu, ", ");
     json_num("mfu", r->mfu, ", ");
     json_num("comm_compute_ratio", r->comm_compute_ratio, ", ");
+    printf("\"comm_gb_per_gpu\": {");
+    json_num("tp", r->tp_bus_bytes / 1e9, ", ");
+    json_num("pp", r->pp_bus_bytes / 1e9, ", ");
+    json_num("dp", r->dp_bus_bytes / 1e9, "}, ");
     json_num("params_per_gpu", r->params_per_gpu, ", ");
     json_num("model_flops_per_step", r->model_flops, ", ");
     json_num("hardware_flops_per_step", r->hardware_flops, "");

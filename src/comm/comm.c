@@ -273,7 +273,23 @@ static uint64_t hash_counts(const size_t *counts, int n) {
     return h;
 }
 
-/* Checks a call, numbers it, counts it in the stats and fills k. */
+/* Counts a call's ring bus bytes (see tpar_comm_stats_t); `whole` is the full buffer in
+ * bytes (all blocks of an all-gather, reduce-scatter or all-to-all). */
+static void count_bus(tpar_comm_t *c, coll_kind kind, uint64_t whole) {
+    uint64_t n = (uint64_t)c->size;
+    if (n <= 1) return;
+    switch (kind) {
+    case COLL_ALLREDUCE: c->stats.bus_bytes += 2 * (n - 1) * (whole / n) + 2 * (n - 1) * (whole % n) / n; break;
+    case COLL_BROADCAST:
+    case COLL_SEND: c->stats.bus_bytes += whole; break;
+    case COLL_RECV:
+    case COLL_BARRIER: break;
+    default: c->stats.bus_bytes += (n - 1) * (whole / n) + (n - 1) * (whole % n) / n; break;
+    }
+}
+
+/* Checks a call, numbers it, counts it in the stats and fills k. The v forms count their
+ * bus bytes themselves (their whole buffer is the sum of the counts). */
 static tpar_status prepare(tpar_comm_t *c, coll_kind kind, const void *sbuf, void *rbuf, size_t count,
                            tpar_dtype dt, tpar_op op, coll_t *k) {
     const char *fn = coll_name(kind);
@@ -310,6 +326,7 @@ static tpar_status prepare(tpar_comm_t *c, coll_kind kind, const void *sbuf, voi
     if (kind != COLL_SEND && kind != COLL_RECV) k->seq = ++c->seq;
     c->stats.calls++;
     c->stats.bytes += count * esz;
+    if (kind != COLL_ALLGATHERV && kind != COLL_REDUCE_SCATTERV) count_bus(c, kind, tmp);
     return TPAR_OK;
 }
 
@@ -363,6 +380,7 @@ tpar_status tpar_comm_allgatherv(tpar_comm_t *comm, const void *sendbuf, size_t 
     k.counts = recvcounts;
     k.displs = displs;
     k.desc_hash = hash_counts(recvcounts, comm->size);
+    count_bus(comm, COLL_ALLGATHERV, total * tpar_dtype_size(dt));
     return blocking(comm, &k);
 }
 
@@ -387,6 +405,7 @@ tpar_status tpar_comm_reduce_scatterv(tpar_comm_t *comm, const void *sendbuf, vo
     if ((st = prepare(comm, COLL_REDUCE_SCATTERV, sendbuf, recvbuf, recvcounts[comm->rank], dt, op, &k))) return st;
     k.counts = recvcounts;
     k.desc_hash = hash_counts(recvcounts, comm->size);
+    count_bus(comm, COLL_REDUCE_SCATTERV, total * tpar_dtype_size(dt));
     return blocking(comm, &k);
 }
 

@@ -119,30 +119,41 @@ static double ring_bw(const tpar_plan_hw_t *hw, group_t g) {
     return fmin(nvl, g.per_node * hw->ib_bw * hw->ib_eff);
 }
 
+/* A collective's cost: seconds, and the bytes it moves out of each GPU ("bus" bytes, the
+ * unit of tpar_comm_stats_t.bus_bytes, which tpar's own runs count). */
+typedef struct {
+    double s, bus;
+} coll_cost_t;
+
+static coll_cost_t coll_times(coll_cost_t c, double k) { return (coll_cost_t){k * c.s, k * c.bus}; }
+
 /* Ring collectives of `bytes` (the full buffer) over group g, as NCCL models them: latency
  * base + steps * per-step latency, plus (n-1)/n of the buffer per pass at bus bandwidth.
  * passes = 2 for all-reduce, 1 for all-gather or reduce-scatter. */
-static double ring_s(const tpar_plan_hw_t *hw, group_t g, double bytes, int passes) {
-    if (g.n <= 1 || bytes <= 0) return 0;
+static coll_cost_t ring(const tpar_plan_hw_t *hw, group_t g, double bytes, int passes) {
+    if (g.n <= 1 || bytes <= 0) return (coll_cost_t){0, 0};
     double steps = passes * (g.n - 1), inter = passes * (g.nodes - 1);
     double lat = hw->lat_base_s + (steps - inter) * hw->lat_intra_s + inter * hw->lat_inter_s;
-    return lat + passes * (g.n - 1) / g.n * bytes / ring_bw(hw, g);
+    double bus = passes * (g.n - 1) / g.n * bytes;
+    return (coll_cost_t){lat + bus / ring_bw(hw, g), bus};
 }
 
 /* One pipeline stage's work for one micro-batch, split by kind and by pass. */
 typedef struct {
     double gemm, elem, tp;     /* whole micro-batch: forward, recomputation, backward */
     double fwd, bwd;           /* the same total split into forward and backward (with recompute) */
+    double tp_bus;             /* bus bytes of the TP collectives */
 } stage_cost_t;
 
-static void add_cost(stage_cost_t *c, double gemm, double elem, double tp, int backward) {
+static void add_cost(stage_cost_t *c, double gemm, double elem, coll_cost_t tp, int backward) {
     c->gemm += gemm;
     c->elem += elem;
-    c->tp += tp;
+    c->tp += tp.s;
+    c->tp_bus += tp.bus;
     if (backward)
-        c->bwd += gemm + elem + tp;
+        c->bwd += gemm + elem + tp.s;
     else
-        c->fwd += gemm + elem + tp;
+        c->fwd += gemm + elem + tp.s;
 }
 
 typedef struct {
@@ -159,10 +170,10 @@ static void layer_cost(const ctx_t *c, stage_cost_t *out) {
     double t = (double)c->L->tp, b = (double)c->L->micro_batch, e = c->e;
     double s = (double)m->seq, h = (double)m->hidden, a = (double)m->heads, d = h / a;
     double M = b * s; /* tokens */
-    double dense = gemm_s(c->hw, c->peak, e, 1, M, 3 * h / t, h)    /* QKV        (b s, 3h/t) */
-                   + gemm_s(c->hw, c->peak, e, 1, M, h, h / t)      /* projection (b s, h)    */
-                   + gemm_s(c->hw, c->peak, e, 1, M, 4 * h / t, h)  /* fc1        (b s, 4h/t) */
-                   + gemm_s(c->hw, c->peak, e, 1, M, h, 4 * h / t); /* fc2        (b s, h)    */
+    double qkv = gemm_s(c->hw, c->peak, e, 1, M, 3 * h / t, h);    /* QKV        (b s, 3h/t) */
+    double fc1 = gemm_s(c->hw, c->peak, e, 1, M, 4 * h / t, h);    /* fc1        (b s, 4h/t) */
+    double dense = qkv + fc1 + gemm_s(c->hw, c->peak, e, 1, M, h, h / t) /* projection (b s, h) */
+                   + gemm_s(c->hw, c->peak, e, 1, M, h, 4 * h / t);       /* fc2        (b s, h) */
     double attn = gemm_s(c->hw, c->peak, e, b * a / t, s, s, d)     /* Q K^T (b a/t, s, s)    */
                   + gemm_s(c->hw, c->peak, e, b * a / t, s, d, s);  /* P V   (b a/t, s, d)    */
     /* Element-wise traffic per token (read + write), e bytes a value, 1-byte masks:
@@ -175,11 +186,22 @@ static void layer_cost(const ctx_t *c, stage_cost_t *out) {
     double elem_scores = M * scores / c->hbm;
     /* Two all-reduces of the (b, s, h) activation forward and two backward (with SP an
      * all-gather + reduce-scatter pair each: the same bytes and steps). */
-    double ar = ring_s(c->hw, c->tpg, M * h * e, 2);
-    add_cost(out, dense + attn, elem, 2 * ar, 0);
-    if (c->L->recompute == TPAR_RECOMPUTE_FULL) add_cost(out, dense + attn, elem, 2 * ar, 1);
-    if (c->L->recompute == TPAR_RECOMPUTE_SELECTIVE) add_cost(out, attn, elem_scores, 0, 1);
-    add_cost(out, 2 * (dense + attn), 2 * elem, 2 * ar, 1);
+    coll_cost_t ar2 = coll_times(ring(c->hw, c->tpg, M * h * e, 2), 2), none = {0, 0};
+    add_cost(out, dense + attn, elem, ar2, 0);
+    if (c->L->recompute == TPAR_RECOMPUTE_FULL) add_cost(out, dense + attn, elem, ar2, 1);
+    if (c->L->recompute == TPAR_RECOMPUTE_SELECTIVE) add_cost(out, attn, elem_scores, none, 1);
+    add_cost(out, 2 * (dense + attn), 2 * elem, ar2, 1);
+    if (c->L->sp) {
+        /* SP keeps only the rank's tokens of the QKV and fc1 inputs, so the backward gathers
+         * them again for the weight gradients, in the background of the input-gradient GEMMs
+         * (as Megatron-LM does): only what those do not hide is time. The layernorm weights
+         * and the row-parallel biases see only the rank's tokens: their gradients (6h) are
+         * all-reduced. */
+        coll_cost_t ag = coll_times(ring(c->hw, c->tpg, M * h * e, 1), 2);
+        ag.s = fmax(0, ag.s - (qkv + fc1));
+        add_cost(out, 0, 0, ag, 1);
+        add_cost(out, 0, 0, ring(c->hw, c->tpg, 6 * h * e, 2), 1);
+    }
 }
 
 /* Work outside the layers: embedding on the first stage, final layernorm, output layer
@@ -189,22 +211,34 @@ static void ends_cost(const ctx_t *c, int first, int last, stage_cost_t *out) {
     double t = (double)c->L->tp, b = (double)c->L->micro_batch, e = c->e;
     double s = (double)m->seq, h = (double)m->hidden, M = b * s, V = c->V;
     double seqsplit = c->L->sp ? t : 1;
+    coll_cost_t none = {0, 0};
     if (first) {
         /* vocab-parallel lookup: all-reduce (SP: reduce-scatter) of (b, s, h); dropout */
         double elem = M * (2 * h * e + h) / seqsplit / c->hbm;
-        add_cost(out, 0, elem, ring_s(c->hw, c->tpg, M * h * e, 2), 0);
-        add_cost(out, 0, 2 * elem, 0, 1);
+        add_cost(out, 0, elem, ring(c->hw, c->tpg, M * h * e, 2), 0);
+        add_cost(out, 0, 2 * elem, none, 1);
+        /* SP: the position embeddings are added to the rank's tokens only; their gradient
+         * (s, h) is all-reduced */
+        if (c->L->sp) add_cost(out, 0, 0, ring(c->hw, c->tpg, s * h * e, 2), 1);
     }
     if (last) {
         double ln = M * 2 * h * e / seqsplit / c->hbm;
         double head = gemm_s(c->hw, c->peak, e, 1, M, V / t, h); /* logits (b s, V/t) */
         /* cross-entropy over the vocabulary shard: logits read, fp32 softmax written and
-         * read back, gradient written; two all-reduces of (b, s) fp32 statistics */
+         * read back, gradient written; two all-reduces of fp32 statistics: the max of each
+         * row (b, s), then its sum of exponentials and target logit together (b, s, 2) */
         double ce = M * (V / t) * (2 * e + 8) / c->hbm;
-        double stats = 2 * ring_s(c->hw, c->tpg, M * 4, 2);
+        coll_cost_t mx = ring(c->hw, c->tpg, M * 4, 2), sums = ring(c->hw, c->tpg, M * 8, 2);
+        coll_cost_t stats = {mx.s + sums.s, mx.bus + sums.bus};
         add_cost(out, head, ln + ce / 2, stats, 0);
         /* backward: two GEMMs, and the all-reduce of the input gradient of the output layer */
-        add_cost(out, 2 * head, 2 * ln + ce / 2, ring_s(c->hw, c->tpg, M * h * e, 2), 1);
+        add_cost(out, 2 * head, 2 * ln + ce / 2, ring(c->hw, c->tpg, M * h * e, 2), 1);
+        if (c->L->sp) { /* as in a layer: the input gathered again, the final layernorm's 2h */
+            coll_cost_t ag = ring(c->hw, c->tpg, M * h * e, 1);
+            ag.s = fmax(0, ag.s - head);
+            add_cost(out, 0, 0, ag, 1);
+            add_cost(out, 0, 0, ring(c->hw, c->tpg, 2 * h * e, 2), 1);
+        }
     }
 }
 
@@ -250,11 +284,11 @@ static stage_mem_t stage_memory(const ctx_t *c, int first, int last, double micr
         r.activations += s * b * h * e / seqsplit + s * b * (c->V / t) * (e + 4);
     /* Communication buffers: TP staging for the gathered (b, s, h) activation and its
      * all-reduce; pipeline send and receive buffers; two 25 MB data-parallel gradient
-     * buckets (PyTorch DDP's default bucket size); with ZeRO-3 the gathered weights of the
-     * layer in use and of the one prefetched. */
+     * buckets (PyTorch DDP's default bucket size), or the gradients if smaller; with ZeRO-3
+     * the gathered weights of the layer in use and of the one prefetched. */
     if (t > 1) r.comm += 2 * s * b * h * e;
     if (p > 1) r.comm += 2 * s * b * h * e / t;
-    if (dp > 1) r.comm += 2 * 25e6;
+    if (dp > 1) r.comm += fmin(2 * 25e6, r.grads);
     if (dp > 1 && L->zero >= 3) r.comm += 2 * layer * wb;
     r.total = r.weights + r.grads + r.optimizer + r.activations + r.comm;
     return r;
@@ -333,11 +367,11 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
     if (L->pp > 1) ends_cost(&c, 0, 1, &last);
     stage_cost_t *ends = (first.fwd + first.bwd >= last.fwd + last.bwd) ? &first : &last;
     stage_cost_t sc = {lps * layer.gemm + ends->gemm, lps * layer.elem + ends->elem, lps * layer.tp + ends->tp,
-                       lps * layer.fwd + ends->fwd, lps * layer.bwd + ends->bwd};
+                       lps * layer.fwd + ends->fwd, lps * layer.bwd + ends->bwd, lps * layer.tp_bus + ends->tp_bus};
     /* Pipeline sends: the (b, s, h) activation forward and its gradient backward, split over
      * the t ranks of a stage (Narayanan et al. 2021, section 4.1 scatter/gather); over IB
      * when consecutive stages are on different nodes. */
-    double pp_mb = 0;
+    double pp_mb = 0, pp_bus = 0;
     if (L->pp > 1) {
         /* over IB when stages are a node or more apart, or do not line up with nodes */
         int cross = L->tp * L->dp >= hw->gpus_per_node || hw->gpus_per_node % (L->tp * L->dp);
@@ -345,6 +379,7 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
         double lat = hw->lat_base_s + (cross ? hw->lat_inter_s : hw->lat_intra_s);
         double bytes = (double)m->seq * (double)L->micro_batch * (double)m->hidden * c.e / (double)L->tp;
         pp_mb = 2 * (lat + bytes / bw);
+        pp_bus = 2 * bytes;
     }
     /* Memory on the most loaded stage. */
     stage_mem_t mf = stage_memory(&c, 1, L->pp == 1, mb);
@@ -370,12 +405,15 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
     res->t_elementwise = mb * sc.elem;
     res->t_tp_comm = mb * sc.tp;
     res->t_pp_comm = mb * pp_mb;
+    res->tp_bus_bytes = mb * sc.tp_bus;
+    res->pp_bus_bytes = mb * pp_bus;
     res->t_bubble = (p - 1) * t_mb; /* 1F1B: bubble fraction (p - 1)/m of the ideal time */
 
     /* Data parallelism: gradients of this GPU's parameters, over the dp ranks (stride t). */
     group_t dpg = group_of(L->dp, L->tp, hw->gpus_per_node);
     double gbytes = res->params_per_gpu * c.e;
-    double ar = ring_s(hw, dpg, gbytes, 2), half = ring_s(hw, dpg, gbytes, 1);
+    coll_cost_t arc = ring(hw, dpg, gbytes, 2), halfc = ring(hw, dpg, gbytes, 1);
+    double ar = arc.s, half = halfc.s;
     /* What a reduction can hide behind: the backward (or forward) compute running at the
      * same time, or nothing when the framework reduces after the pipeline flush. */
     double hide_b = L->dp_overlap ? sc.bwd : 0, hide_f = L->dp_overlap ? sc.fwd : 0;
@@ -383,18 +421,22 @@ tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t 
     case 0: /* one all-reduce per step, behind the last micro-batch's backward */
         res->t_dp_comm = ar;
         res->t_dp_exposed = fmax(0, ar - hide_b);
+        res->dp_bus_bytes = arc.bus;
         break;
     case 1: /* reduce-scatter (hidden as above), all-gather of updated weights (exposed) */
         res->t_dp_comm = 2 * half;
         res->t_dp_exposed = fmax(0, half - hide_b) + half;
+        res->dp_bus_bytes = 2 * halfc.bus;
         break;
     case 2: /* sharded gradients: a reduce-scatter in every micro-batch's backward */
         res->t_dp_comm = mb * half + half;
         res->t_dp_exposed = mb * fmax(0, half - hide_b) + half;
+        res->dp_bus_bytes = (mb + 1) * halfc.bus;
         break;
     default: /* ZeRO-3: also gather the weights for forward and backward of every micro-batch */
         res->t_dp_comm = mb * 3 * half;
         res->t_dp_exposed = mb * (fmax(0, half - hide_f) + fmax(0, 2 * half - hide_b));
+        res->dp_bus_bytes = mb * 3 * halfc.bus;
         break;
     }
     /* AdamW: read the gradient and the fp32 master weight, m, v; write master, m, v and the

@@ -454,15 +454,27 @@ static tpar_status train_step(job_t *j, int step, double *loss_out, double *norm
     return TPAR_OK;
 }
 
-static double comm_wait(const job_t *j) {
+/* What a rank's collectives have cost so far: time blocked, and ring bus bytes (the unit of
+ * `tpar plan`) in the TP and DP groups. */
+typedef struct {
+    double wait_s, tp_bus, dp_bus;
+} comm_use_t;
+
+static comm_use_t comm_use(const job_t *j) {
     tpar_comm_stats_t a, b;
     tpar_comm_stats(j->tpc, &a);
     tpar_comm_stats(j->dpc, &b);
-    return a.wait_s + b.wait_s;
+    return (comm_use_t){a.wait_s + b.wait_s, (double)a.bus_bytes, (double)b.bus_bytes};
 }
 
-static tpar_status log_step(job_t *j, int step, double loss, double norm, double dt, double wait, double val,
+static comm_use_t comm_use_since(const job_t *j, comm_use_t u0) {
+    comm_use_t u = comm_use(j);
+    return (comm_use_t){u.wait_s - u0.wait_s, u.tp_bus - u0.tp_bus, u.dp_bus - u0.dp_bus};
+}
+
+static tpar_status log_step(job_t *j, int step, double loss, double norm, double dt, comm_use_t use, double val,
                             tpar_err_t *err) {
+    double wait = use.wait_s;
     const tpar_train_config_t *c = j->c;
     // Shard balance: busy time (step minus waiting in collectives) of the slowest and fastest rank;
     // the largest rank's model state (weights, gradients, AdamW m and v) and peak RSS, in bytes.
@@ -498,6 +510,8 @@ static tpar_status log_step(job_t *j, int step, double loss, double norm, double
     if (!st) st = tpar_kv_set_f64(kv, "comm_frac_critical", fmax(0, 1 - mx[0] / dt)); // slowest rank blocked
     if (!st) st = tpar_kv_set_f64(kv, "state_bytes", mx[2]);
     if (!st) st = tpar_kv_set_f64(kv, "peak_rss_bytes", mx[3]);
+    if (!st) st = tpar_kv_set_f64(kv, "tp_bus_bytes", use.tp_bus); // rank 0's, per step (ranks of a group agree)
+    if (!st) st = tpar_kv_set_f64(kv, "dp_bus_bytes", use.dp_bus);
     if (!st && !isnan(val)) st = tpar_kv_set_f64(kv, "val_loss", val);
     if (st) st = tpar_err_set(err, st, "metrics: out of memory");
     else st = tpar_metrics_write(j->metrics, kv, err);
@@ -517,15 +531,17 @@ tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *re
     for (int step = start + 1; !st && step <= c->steps; step++) {
         double loss = 0, norm = 0, val = NAN;
         tpar_fault_point(TPAR_FAULT_AT_STEP, step); // fault injection (tests) and progress for the supervisor
-        double w0 = comm_wait(&j), t0 = tpar_now();
+        comm_use_t u0 = comm_use(&j);
+        double t0 = tpar_now();
         if ((st = train_step(&j, step, &loss, &norm, err))) break;
-        double dt = tpar_now() - t0, wait = comm_wait(&j) - w0;
+        double dt = tpar_now() - t0;
+        comm_use_t use = comm_use_since(&j, u0);
         t_all += dt;
         if ((c->val_every > 0 && step % c->val_every == 0) || step == c->steps) {
             if ((st = validate(&j, &val, err))) break;
             res->val_loss = val;
         }
-        if ((st = log_step(&j, step, loss, norm, dt, wait, val, err))) break;
+        if ((st = log_step(&j, step, loss, norm, dt, use, val, err))) break;
         res->loss = loss, res->grad_norm = norm, res->end_step = step;
         if (c->save_dir && ((c->save_every > 0 && step % c->save_every == 0) || step == c->steps) &&
             (st = save_checkpoint(&j, step, err)))

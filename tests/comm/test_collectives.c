@@ -231,6 +231,48 @@ static void t_sendrecv(tpar_dtype dt, size_t count, uint64_t salt) {
     free(ref);
 }
 
+/* Bus bytes (what `tpar plan` predicts): a ring's traffic out of each rank, per kind,
+ * worked out here from the definition in comm.h for 1000 floats at N ranks. */
+static void t_bus_bytes(void) {
+    enum { K = 1000 };
+    float *a = calloc((size_t)K * N, sizeof *a), *b = calloc((size_t)K * N, sizeof *b);
+    size_t counts[64], displs[64];
+    CHECK(a && b && N <= 64);
+    if (!a || !b || N > 64) goto out;
+    for (int i = 0; i < N; i++) counts[i] = (size_t)(i + 1), displs[i] = (size_t)(i * (i + 1) / 2);
+    uint64_t n = (uint64_t)N, whole = (uint64_t)K * sizeof(float), vsum = n * (n + 1) / 2 * sizeof(float);
+    struct {
+        const char *what;
+        uint64_t expect;
+    } cases[] = {
+        {"allreduce", 2 * (n - 1) * whole / n}, {"allgather", (n - 1) * whole},
+        {"reduce_scatter", (n - 1) * whole},    {"allgatherv", (n - 1) * vsum / n},
+        {"reduce_scatterv", (n - 1) * vsum / n}, {"broadcast", N > 1 ? whole : 0},
+        {"barrier", 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        tpar_comm_stats_t s0, s1;
+        tpar_comm_stats(C, &s0);
+        switch (c) {
+        case 0: MUST(C, tpar_comm_allreduce(C, a, b, K, TPAR_F32, TPAR_SUM)); break;
+        case 1: MUST(C, tpar_comm_allgather(C, a, b, K, TPAR_F32)); break;
+        case 2: MUST(C, tpar_comm_reduce_scatter(C, a, b, K, TPAR_F32, TPAR_SUM)); break;
+        case 3: MUST(C, tpar_comm_allgatherv(C, a, counts[R], b, counts, displs, TPAR_F32)); break;
+        case 4: MUST(C, tpar_comm_reduce_scatterv(C, a, b, counts, TPAR_F32, TPAR_SUM)); break;
+        case 5: MUST(C, tpar_comm_broadcast(C, a, K, TPAR_F32, 0)); break;
+        default: MUST(C, tpar_comm_barrier(C)); break;
+        }
+        tpar_comm_stats(C, &s1);
+        long long got = (long long)(s1.bus_bytes - s0.bus_bytes);
+        if (!CHECK(got == (long long)cases[c].expect))
+            fprintf(stderr, "bus bytes of %s at %d ranks: expected %llu, got %lld\n", cases[c].what, N,
+                    (unsigned long long)cases[c].expect, got);
+    }
+out:
+    free(a);
+    free(b);
+}
+
 int main(int argc, char **argv) {
     int small_only = argc > 1 && !strcmp(argv[1], "--small-only");
     /* Keep freed buffers in the heap: page faults dominate 16 MiB tests on small VMs. */
@@ -297,6 +339,7 @@ done:;
     tpar_comm_stats(C, &st);
     CHECK(st.calls > 100);
     CHECK(st.bytes > (small_only ? 1000u : BIG_BYTES));
+    t_bus_bytes();
     free(ALL);
     tpar_comm_free(C);
     return check_finish("test_collectives");

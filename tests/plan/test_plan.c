@@ -236,14 +236,29 @@ static void test_time(void) {
 
     /* TP collectives, one pipeline stage (pp = 1 to keep both ends on one GPU): per micro-batch
      * 4 all-reduces a layer of (b, s, h) bf16, one for the embedding, one for the output layer's
-     * input gradient, and two of the loss statistics (b, s) fp32; 2 ranks inside a node. */
+     * input gradient, and two of the loss statistics: (b, s) and (b, s, 2) fp32; 2 ranks
+     * inside a node. Bus bytes: an all-reduce over 2 ranks sends its buffer's size. */
     L = layout(8, 64, 2, 1, 4, 2, TPAR_RECOMPUTE_NONE);
     r = eval(&m, &hw, &L);
     double b = 2, s = 512, h = 1024, l = 8;
     double nvl = 100e9 * hw.nvlink_eff;
     double ar_act = hw.lat_base_s + 2 * hw.lat_intra_s + 2 * 0.5 * (b * s * h * 2) / nvl;
     double ar_stat = hw.lat_base_s + 2 * hw.lat_intra_s + 2 * 0.5 * (b * s * 4) / nvl;
-    CHECK_CLOSE(r.micro_batches * ((4 * l + 2) * ar_act + 2 * ar_stat), r.t_tp_comm, 1e-12, 0);
+    double ar_stat2 = hw.lat_base_s + 2 * hw.lat_intra_s + 2 * 0.5 * (b * s * 8) / nvl;
+    CHECK_CLOSE(r.micro_batches * ((4 * l + 2) * ar_act + ar_stat + ar_stat2), r.t_tp_comm, 1e-12, 0);
+    double act_bytes = b * s * h * 2;
+    CHECK_CLOSE(r.micro_batches * ((4 * l + 2) * act_bytes + b * s * 12), r.tp_bus_bytes, 1e-12, 0);
+    CHECK_CLOSE(0, r.pp_bus_bytes, 0, 0);
+    CHECK_CLOSE(2 * 3.0 / 4 * r.params_per_gpu * 2, r.dp_bus_bytes, 1e-12, 0); /* dp 4: 2 passes x 3/4 */
+    /* sequence parallelism: the backward gathers the QKV, fc1 and output-layer inputs again
+     * (half an all-reduce's bytes each) and all-reduces the gradients of the weights that see
+     * only the rank's tokens: 6h a layer, the position embeddings (s, h), the final layernorm 2h */
+    L.sp = 1;
+    tpar_plan_result_t rs = eval(&m, &hw, &L);
+    CHECK_CLOSE(r.tp_bus_bytes + r.micro_batches * ((2 * l + 1) * act_bytes / 2 + (6 * h * l + s * h + 2 * h) * 2),
+                rs.tp_bus_bytes, 1e-12, 0);
+    CHECK(rs.t_tp_comm >= r.t_tp_comm);
+    L.sp = 0;
     /* full recomputation repeats the forward's two all-reduces a layer */
     L.recompute = TPAR_RECOMPUTE_FULL;
     tpar_plan_result_t rf = eval(&m, &hw, &L);
@@ -268,7 +283,7 @@ static void test_time(void) {
     double M = 2 * 512, act = M * 768 * 2, stat = M * 4, lat_cross = hw.lat_base_s + 2 * hw.lat_intra_s + 2 * hw.lat_inter_s;
     double ib = 10e9 * hw.ib_eff;
     double want = straddle.micro_batches * ((4 * l + 2) * (lat_cross + 2 * 2.0 / 3 * act / ib) +
-                                            2 * (lat_cross + 2 * 2.0 / 3 * stat / ib));
+                                            2 * lat_cross + 2 * 2.0 / 3 * 3 * stat / ib);
     CHECK_CLOSE(want, straddle.t_tp_comm, 1e-12, 0);
     CHECK(straddle.t_tp_comm > 5 * aligned.t_tp_comm);
 }
