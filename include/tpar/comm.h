@@ -67,6 +67,11 @@ typedef struct {
     double timeout_s;     /* <= 0: TPAR_COMM_TIMEOUT, else the default (see docs/COMM.md) */
     int progress_thread;  /* -1: TPAR_COMM_PROGRESS=thread|inline, else thread when a core is spare;
                              0: progress inside test/wait; 1: a communication worker thread */
+    int check_calls;      /* -1: TPAR_COMM_CHECK=0|1 (default 0); 1: the mpi and hier backends
+                             compare every collective's kind, count, dtype, op and root across
+                             ranks before running it (one small extra MPI_Allgather a call), so
+                             mismatched calls fail with TPAR_ERR_MISMATCH instead of hanging or
+                             mis-summing; shm always compares (free: it is in its first step) */
 } tpar_comm_config_t;
 
 /* The defaults: AUTO everywhere. */

@@ -38,7 +38,7 @@ int comm_local_ranks(int fallback) {
 }
 
 tpar_comm_config_t tpar_comm_config_default(void) {
-    tpar_comm_config_t c = {TPAR_BACKEND_AUTO, 0.0, -1};
+    tpar_comm_config_t c = {TPAR_BACKEND_AUTO, 0.0, -1, -1};
     return c;
 }
 
@@ -84,6 +84,11 @@ static tpar_status resolve_config(const tpar_comm_config_t *in, tpar_comm_config
             return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "TPAR_COMM_PROGRESS='%s': expected thread, inline or auto", p);
         else /* a worker only helps when it has a core of its own */
             out->progress_thread = tpar_num_cores() > comm_local_ranks(1);
+    }
+    if (out->check_calls < 0) {
+        long long v = 0;
+        if ((st = tpar_env_int("TPAR_COMM_CHECK", 0, 0, 1, &v, err))) return st;
+        out->check_calls = (int)v;
     }
     return TPAR_OK;
 }
@@ -271,6 +276,56 @@ static uint64_t hash_counts(const size_t *counts, int n) {
         h *= 1099511628211ull;
     }
     return h;
+}
+
+void comm_describe_call(const coll_t *call, char *buf, size_t n) {
+    if (!call) {
+        snprintf(buf, n, "communicator set-up");
+    } else if (call->kind == COLL_SEND || call->kind == COLL_RECV) {
+        snprintf(buf, n, "%s (%s %d, tag %d, %zu x %s)", coll_name(call->kind),
+                 call->kind == COLL_SEND ? "to" : "from", call->peer, call->tag, call->count,
+                 tpar_dtype_name(call->dt));
+    } else {
+        snprintf(buf, n, "%s #%llu (%zu x %s%s%s)", coll_name(call->kind), (unsigned long long)call->seq,
+                 call->count, tpar_dtype_name(call->dt),
+                 call->kind == COLL_ALLREDUCE || call->kind == COLL_REDUCE_SCATTER ||
+                         call->kind == COLL_REDUCE_SCATTERV
+                     ? " "
+                     : "",
+                 call->kind == COLL_ALLREDUCE || call->kind == COLL_REDUCE_SCATTER ||
+                         call->kind == COLL_REDUCE_SCATTERV
+                     ? tpar_op_name(call->op)
+                     : "");
+    }
+}
+
+call_desc_t comm_call_desc(const coll_t *k) {
+    int v = k->kind == COLL_ALLGATHERV || k->kind == COLL_REDUCE_SCATTERV;
+    return (call_desc_t){k->seq, v ? k->desc_hash : k->count, (uint8_t)k->kind, (uint8_t)k->dt, (uint8_t)k->op,
+                         0, (int32_t)k->root};
+}
+
+tpar_status comm_mismatch(tpar_comm_t *c, const coll_t *k, int q, const call_desc_t *d) {
+    call_desc_t mine = comm_call_desc(k);
+    char what[160];
+    comm_describe_call(k, what, sizeof what);
+    int v = k->kind == COLL_ALLGATHERV || k->kind == COLL_REDUCE_SCATTERV;
+    if (v && d->seq == mine.seq && d->kind == mine.kind && d->dt == mine.dt && d->root == mine.root &&
+        d->op == mine.op)
+        return comm_fail(c, TPAR_ERR_MISMATCH, "%s: rank %d passed other per-rank counts than this rank (%d)", what,
+                         q, c->rank);
+    char theirs[24] = "per-rank", ours[24] = "per-rank";
+    if (!v) {
+        snprintf(theirs, sizeof theirs, "%llu", (unsigned long long)d->size);
+        snprintf(ours, sizeof ours, "%llu", (unsigned long long)mine.size);
+    }
+    return comm_fail(c, TPAR_ERR_MISMATCH,
+                     "%s: rank %d called %s #%llu with %s x %s, %s, root %d, while this rank (%d) passed %s x %s, "
+                     "%s, root %d",
+                     what, q, d->kind > 0 && d->kind < COLL_KIND_END ? coll_name((coll_kind)d->kind) : "?",
+                     (unsigned long long)d->seq, theirs, tpar_dtype_name((tpar_dtype)d->dt),
+                     tpar_op_name((tpar_op)d->op), d->root, c->rank, ours, tpar_dtype_name(k->dt),
+                     tpar_op_name(k->op), k->root);
 }
 
 /* Counts a call's ring bus bytes (see tpar_comm_stats_t); `whole` is the full buffer in

@@ -42,6 +42,18 @@ typedef struct {
 } coll_t;
 
 const char *coll_name(coll_kind k);
+/* "allreduce #12 (1024 x float32 sum)", for messages; "communicator set-up" for NULL. */
+void comm_describe_call(const coll_t *call, char *buf, size_t n);
+
+/* What a rank says it is doing, compared across ranks before a collective runs (shm: in the
+ * region at its first step; mpi with TPAR_COMM_CHECK=1: all-gathered). 24 bytes. */
+typedef struct {
+    uint64_t seq;
+    uint64_t size;             /* count; for the v forms, a hash of the per-rank counts */
+    uint8_t kind, dt, op, pad; /* coll_kind, tpar_dtype, tpar_op */
+    int32_t root;
+} call_desc_t;
+call_desc_t comm_call_desc(const coll_t *call);
 
 /* Ranks on this host, from the launcher's environment (tpar launch, Open MPI, MPICH), else
  * fallback: decides spinning vs yielding and whether a progress thread has a spare core. */
@@ -89,6 +101,9 @@ tpar_comm_t *comm_new(int rank, int size);
 /* Records err on the communicator (sets the message, poisons for fatal codes) and returns code. */
 tpar_status comm_fail(tpar_comm_t *c, tpar_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Rank q described its call as *theirs, which differs from this rank's call k: records the
+ * mismatch (naming both) and returns TPAR_ERR_MISMATCH. */
+tpar_status comm_mismatch(tpar_comm_t *c, const coll_t *k, int q, const call_desc_t *theirs);
 
 /* ---- reductions (reduce.c) ---- */
 /* dst[i] = srcs[0][i] op srcs[1][i] op ... op srcs[n-1][i], strictly in that order (bf16 in

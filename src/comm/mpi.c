@@ -173,11 +173,28 @@ static tpar_status mpi_allgatherv(tpar_comm_t *c, const coll_t *k) {
     return rc != MPI_SUCCESS ? mpi_err(c, rc, "allgather") : mpi_complete(c, &req, NULL, k);
 }
 
+/* TPAR_COMM_CHECK=1: every rank's description of a collective, all-gathered and compared
+ * before it runs (MPI itself would hang on some mismatches and mis-sum others). */
+static tpar_status mpi_check(tpar_comm_t *c, const coll_t *k) {
+    if (!c->cfg.check_calls || k->kind == COLL_SEND || k->kind == COLL_RECV) return TPAR_OK;
+    call_desc_t mine = comm_call_desc(k), *all = malloc((size_t)c->size * sizeof *all);
+    if (!all) return comm_fail(c, TPAR_ERR_NOMEM, "%s: out of memory", coll_name(k->kind));
+    MPI_Request req;
+    int rc = MPI_Iallgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, c->mpi->comm, &req);
+    tpar_status st = rc != MPI_SUCCESS ? mpi_err(c, rc, coll_name(k->kind)) : mpi_complete(c, &req, NULL, k);
+    for (int q = 0; !st && q < c->size; q++)
+        if (memcmp(&all[q], &mine, sizeof mine)) st = comm_mismatch(c, k, q, &all[q]);
+    free(all);
+    return st;
+}
+
 tpar_status mpi_exec(tpar_comm_t *c, const coll_t *k) {
     MPI_Comm comm = c->mpi->comm;
     MPI_Datatype t = mpi_type(k->dt);
     MPI_Request req;
     int rc;
+    tpar_status cst = mpi_check(c, k);
+    if (cst) return cst;
     switch (k->kind) {
     case COLL_ALLREDUCE: return mpi_allreduce_on(c, comm, k->sbuf, k->rbuf, k->count, k->dt, k->op, k);
     case COLL_REDUCE_SCATTER: {
@@ -404,11 +421,14 @@ tpar_status hier_exec(tpar_comm_t *c, const coll_t *k) {
     mpi_comm_t *m = c->mpi;
     if (m->nhosts == 1) return from_local(c, shm_exec(m->local, k)); /* one host: its ranks are all ranks */
     if (k->kind != COLL_ALLREDUCE || !m->two_level) return mpi_exec(c, k);
+    /* Each host's shm checks only its own ranks: compare across hosts first. */
+    tpar_status st = mpi_check(c, k);
+    if (st) return st;
     if (k->dt != TPAR_BF16) return two_level(c, k->sbuf, k->rbuf, k->count, k->dt, k);
     /* bfloat16: both levels in float32, rounded once at the end */
     float *f = to_f32(k->sbuf, k->count);
     if (!f) return comm_fail(c, TPAR_ERR_NOMEM, "allreduce: out of memory");
-    tpar_status st = two_level(c, f, f, k->count, TPAR_F32, k);
+    st = two_level(c, f, f, k->count, TPAR_F32, k);
     for (size_t i = 0; !st && i < k->count; i++) ((uint16_t *)k->rbuf)[i] = tpar_f32_to_bf16(f[i]);
     free(f);
     return st;

@@ -73,22 +73,15 @@ typedef struct {
     _Atomic int32_t refs;      /* attached ranks; the last to leave returns the pages */
 } region_hdr_t;
 
-/* What a rank says it is doing, checked against the others at a collective's first step. */
-typedef struct {
-    uint64_t seq;
-    uint64_t size;             /* count; for the v forms, a hash of the per-rank counts */
-    uint8_t kind, dt, op, pad; /* coll_kind, tpar_dtype, tpar_op */
-    int32_t root;
-} desc_t;
 
 typedef struct {
     /* One cache line: a peer that sees the step counter move fetches the descriptors with it. */
     _Atomic uint64_t posted; /* last step this rank published */
-    desc_t desc[2];          /* by step parity */
+    call_desc_t desc[2];     /* by step parity */
     int32_t pid;
     int32_t world_rank;
     int64_t buf[2][2]; /* by parity: a large all-reduce's send and receive buffers' arena offsets, or -1 */
-    char pad1[256 - 8 - 2 * sizeof(desc_t) - 8 - 4 * sizeof(int64_t)];
+    char pad1[256 - 8 - 2 * sizeof(call_desc_t) - 8 - 4 * sizeof(int64_t)];
 } ctrl_t;
 _Static_assert(offsetof(ctrl_t, buf) == CACHELINE && sizeof(ctrl_t) == 256, "ctrl_t: hot fields in one line");
 
@@ -287,27 +280,6 @@ static inline void cpu_relax(void) {
 /* A condition being waited for: returns -1 when satisfied, else the rank it waits on. */
 typedef int (*ready_fn)(const shm_comm_t *s, const void *arg);
 
-static void describe_call(const coll_t *call, char *buf, size_t n) {
-    if (!call) {
-        snprintf(buf, n, "communicator set-up");
-    } else if (call->kind == COLL_SEND || call->kind == COLL_RECV) {
-        snprintf(buf, n, "%s (%s %d, tag %d, %zu x %s)", coll_name(call->kind),
-                 call->kind == COLL_SEND ? "to" : "from", call->peer, call->tag, call->count,
-                 tpar_dtype_name(call->dt));
-    } else {
-        snprintf(buf, n, "%s #%llu (%zu x %s%s%s)", coll_name(call->kind), (unsigned long long)call->seq,
-                 call->count, tpar_dtype_name(call->dt),
-                 call->kind == COLL_ALLREDUCE || call->kind == COLL_REDUCE_SCATTER ||
-                         call->kind == COLL_REDUCE_SCATTERV
-                     ? " "
-                     : "",
-                 call->kind == COLL_ALLREDUCE || call->kind == COLL_REDUCE_SCATTER ||
-                         call->kind == COLL_REDUCE_SCATTERV
-                     ? tpar_op_name(call->op)
-                     : "");
-    }
-}
-
 /* Is rank q gone? Set by the launcher, or its pid no longer exists. */
 static int peer_gone(const tpar_comm_t *c, int q, int check_pid) {
     const shm_comm_t *s = c->shm;
@@ -341,7 +313,7 @@ static tpar_status shm_wait(tpar_comm_t *c, ready_fn ready, const void *arg) {
             if (check_pid) next_pid = now + 0.05;
             if (peer_gone(c, q, check_pid)) {
                 char what[160];
-                describe_call(s->cur, what, sizeof what);
+                comm_describe_call(s->cur, what, sizeof what);
                 return comm_fail(c, TPAR_ERR_PEER_DEAD,
                                  "%s on a %d-rank shm communicator: rank %d (world rank %d, pid %d) died "
                                  "before taking part",
@@ -349,7 +321,7 @@ static tpar_status shm_wait(tpar_comm_t *c, ready_fn ready, const void *arg) {
             }
             if (now - t0 > c->timeout_s) {
                 char what[160];
-                describe_call(s->cur, what, sizeof what);
+                comm_describe_call(s->cur, what, sizeof what);
                 return comm_fail(c, TPAR_ERR_TIMEOUT,
                                  "%s on a %d-rank shm communicator: timed out after %g s waiting for rank %d "
                                  "(world rank %d, pid %d); hint: every rank must make the same calls "
@@ -386,11 +358,9 @@ static int next_parity(const shm_comm_t *s) { return (int)((s->step + 1) & 1); }
 static tpar_status step(tpar_comm_t *c, const coll_t *first) {
     shm_comm_t *s = c->shm;
     int par = next_parity(s);
-    desc_t mine = {0};
-    int v = first && (first->kind == COLL_ALLGATHERV || first->kind == COLL_REDUCE_SCATTERV);
+    call_desc_t mine = {0};
     if (first) {
-        mine = (desc_t){first->seq, v ? first->desc_hash : first->count, (uint8_t)first->kind, (uint8_t)first->dt,
-                        (uint8_t)first->op, 0, (int32_t)first->root};
+        mine = comm_call_desc(first);
         s->ctrl[c->rank].desc[par] = mine;
     }
     s->step++;
@@ -399,28 +369,9 @@ static tpar_status step(tpar_comm_t *c, const coll_t *first) {
     uint64_t target = s->step;
     tpar_status st = shm_wait(c, all_posted, &target);
     if (st || !first) return st;
-    for (int q = 0; q < c->size; q++) {
-        const desc_t *d = &s->ctrl[q].desc[par];
-        if (memcmp(d, &mine, sizeof mine) == 0) continue;
-        char what[160];
-        describe_call(first, what, sizeof what);
-        if (v && d->seq == mine.seq && d->kind == mine.kind && d->dt == mine.dt && d->root == mine.root &&
-            d->op == mine.op)
-            return comm_fail(c, TPAR_ERR_MISMATCH, "%s: rank %d passed other per-rank counts than this rank (%d)",
-                             what, q, c->rank);
-        char theirs[24] = "per-rank", ours[24] = "per-rank";
-        if (!v) {
-            snprintf(theirs, sizeof theirs, "%llu", (unsigned long long)d->size);
-            snprintf(ours, sizeof ours, "%llu", (unsigned long long)mine.size);
-        }
-        return comm_fail(c, TPAR_ERR_MISMATCH,
-                         "%s: rank %d called %s #%llu with %s x %s, %s, root %d, while this rank (%d) "
-                         "passed %s x %s, %s, root %d",
-                         what, q, d->kind > 0 && d->kind < COLL_KIND_END ? coll_name((coll_kind)d->kind) : "?",
-                         (unsigned long long)d->seq, theirs, tpar_dtype_name((tpar_dtype)d->dt),
-                         tpar_op_name((tpar_op)d->op), d->root, c->rank, ours, tpar_dtype_name(first->dt),
-                         tpar_op_name(first->op), first->root);
-    }
+    for (int q = 0; q < c->size; q++)
+        if (memcmp(&s->ctrl[q].desc[par], &mine, sizeof mine))
+            return comm_mismatch(c, first, q, &s->ctrl[q].desc[par]);
     return TPAR_OK;
 }
 
