@@ -73,7 +73,6 @@ typedef struct {
     _Atomic int32_t refs;      /* attached ranks; the last to leave returns the pages */
 } region_hdr_t;
 
-
 typedef struct {
     /* One cache line: a peer that sees the step counter move fetches the descriptors with it. */
     _Atomic uint64_t posted; /* last step this rank published */
