@@ -286,16 +286,10 @@ void comm_describe_call(const coll_t *call, char *buf, size_t n) {
                  call->kind == COLL_SEND ? "to" : "from", call->peer, call->tag, call->count,
                  tpar_dtype_name(call->dt));
     } else {
+        int reduces = call->kind == COLL_ALLREDUCE || call->kind == COLL_REDUCE_SCATTER ||
+                      call->kind == COLL_REDUCE_SCATTERV;
         snprintf(buf, n, "%s #%llu (%zu x %s%s%s)", coll_name(call->kind), (unsigned long long)call->seq,
-                 call->count, tpar_dtype_name(call->dt),
-                 call->kind == COLL_ALLREDUCE || call->kind == COLL_REDUCE_SCATTER ||
-                         call->kind == COLL_REDUCE_SCATTERV
-                     ? " "
-                     : "",
-                 call->kind == COLL_ALLREDUCE || call->kind == COLL_REDUCE_SCATTER ||
-                         call->kind == COLL_REDUCE_SCATTERV
-                     ? tpar_op_name(call->op)
-                     : "");
+                 call->count, tpar_dtype_name(call->dt), reduces ? " " : "", reduces ? tpar_op_name(call->op) : "");
     }
 }
 
