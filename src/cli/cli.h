@@ -49,10 +49,12 @@ int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo
                     double *out);
 
 /* Progress of the library's long work drawn on stderr (progress.c): a bar with rate and ETA
- * when stderr is a terminal, a plain line every 5 s otherwise. p must outlive the work. */
+ * when stderr is a terminal, a plain line every 5 s otherwise; nothing for work shorter than
+ * TPAR_PROGRESS_DELAY seconds (1 on a terminal, 3 otherwise). p must outlive the work. */
 typedef struct {
     tpar_meter_t meter;
     int tty;
+    double delay; /* seconds before the first line (TPAR_PROGRESS_DELAY) */
 } tpar_cli_progress_t;
 tpar_progress_t tpar_cli_progress(tpar_cli_progress_t *p);
 

@@ -20,6 +20,7 @@ static void bytes(char *b, size_t n, double v) {
 
 static void duration(char *b, size_t n, double s) {
     if (!isfinite(s) || s < 0) snprintf(b, n, "?");
+    else if (s < 10) snprintf(b, n, "%.1f s", s);
     else if (s < 60) snprintf(b, n, "%.0f s", ceil(s));
     else if (s < 3600) snprintf(b, n, "%d min %02d s", (int)(s / 60), (int)fmod(s, 60));
     else snprintf(b, n, "%d h %02d min", (int)(s / 3600), (int)fmod(s / 60, 60));
@@ -50,7 +51,8 @@ int tpar_meter_update(tpar_meter_t *m, const char *what, uint64_t done, uint64_t
     double frac = total > 0 ? (double)done / total : 0;
     if (frac > 1) frac = 1;
     char r[32], d[32], t[32], eta[32];
-    bytes(r, sizeof r, rate);
+    if (el > 0) bytes(r, sizeof r, rate);
+    else snprintf(r, sizeof r, "? B");
     bytes(d, sizeof d, (double)done);
     bytes(t, sizeof t, (double)total);
     duration(eta, sizeof eta, rate > 0 ? (double)(total - done) / rate : NAN);
