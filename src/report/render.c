@@ -450,18 +450,114 @@ static tpar_status summary(rbuf_t *b, tpar_run_t *const *runs, int nruns, tpar_e
     return TPAR_OK;
 }
 
+/* Events named "step..." (or of category "step") bound the steps; the window is rank 0's last
+ * one (the lowest rank's), else the whole trace. */
+static int is_step(const report_event_t *e) { return !strncmp(e->name, "step", 4) || !strcmp(e->cat, "step"); }
+
+static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
+
+enum { TL_W = 1100, TL_X0 = 70, TL_X1 = 1090, TL_ROW = 22, MAX_RANKS = 64, MAX_KEYS = 12 };
+
+static void draw_timeline(rbuf_t *b, const tpar_run_t *r, int ri) {
+    const report_event_t *ev = r->events;
+    size_t n = r->n_events;
+    double w0 = INFINITY, w1 = -INFINITY;
+    int step_pid = 1 << 30;
+    for (size_t i = 0; i < n; i++)
+        if (is_step(&ev[i]) && (ev[i].pid < step_pid || (ev[i].pid == step_pid && ev[i].ts >= w0)))
+            step_pid = ev[i].pid, w0 = ev[i].ts, w1 = ev[i].ts + ev[i].dur;
+    const char *what = "the whole trace";
+    char stepname[64] = "";
+    if (step_pid == 1 << 30) {
+        for (size_t i = 0; i < n; i++) w0 = fmin(w0, ev[i].ts), w1 = fmax(w1, ev[i].ts + ev[i].dur);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (is_step(&ev[i]) && ev[i].pid == step_pid && ev[i].ts == w0) snprintf(stepname, sizeof stepname, "%s", ev[i].name);
+        what = stepname;
+    }
+    if (!(w1 > w0)) w1 = w0 + 1;
+    int pids[MAX_RANKS], np = 0;
+    const char *keys[MAX_KEYS];
+    int nk = 0;
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (int k = 0; k < np; k++) seen |= pids[k] == ev[i].pid;
+        if (!seen && np < MAX_RANKS) pids[np++] = ev[i].pid;
+    }
+    qsort(pids, (size_t)np, sizeof *pids, cmp_int);
+    int H2 = 30 + np * TL_ROW + 24;
+    rb_printf(b, "<figure class=\"timeline\" data-run=\"%d\"><figcaption>", ri);
+    rb_esc(b, r->name);
+    rb_puts(b, ": ");
+    rb_esc(b, what);
+    rb_printf(b, ", every rank (%.2f ms)</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\">\n",
+              (w1 - w0) / 1e3, TL_W, H2);
+    double t[64];
+    int nt = tpar_report_ticks(0, (w1 - w0) / 1e3, 8, t, 64);
+    rb_puts(b, "<g class=\"grid\">");
+    for (int i = 0; i < nt; i++) {
+        if (t[i] > (w1 - w0) / 1e3 + 1e-9) break;
+        double x = TL_X0 + t[i] * 1e3 / (w1 - w0) * (TL_X1 - TL_X0);
+        rb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"20\" y2=\"%d\"/>", x, x, 20 + np * TL_ROW);
+    }
+    rb_puts(b, "</g>\n<g class=\"ticks\">");
+    for (int i = 0; i < nt; i++) {
+        if (t[i] > (w1 - w0) / 1e3 + 1e-9) break;
+        char lab[32];
+        fmt_tick(lab, sizeof lab, t[i], nt > 1 ? t[1] - t[0] : 1, (w1 - w0) / 1e3);
+        rb_printf(b, "<text x=\"%.1f\" y=\"14\" text-anchor=\"middle\">%s ms</text>",
+                  TL_X0 + t[i] * 1e3 / (w1 - w0) * (TL_X1 - TL_X0), lab);
+    }
+    rb_puts(b, "</g>\n");
+    for (int k = 0; k < np; k++)
+        rb_printf(b, "<text x=\"6\" y=\"%d\">rank %d</text>", 20 + k * TL_ROW + 15, pids[k]);
+    for (size_t i = 0; i < n; i++) {
+        const report_event_t *e = &ev[i];
+        if (is_step(e) || e->ts + e->dur < w0 || e->ts > w1) continue;
+        int row = -1;
+        for (int k = 0; k < np; k++)
+            if (pids[k] == e->pid) row = k;
+        if (row < 0) continue;
+        const char *key = e->cat[0] ? e->cat : e->name;
+        int ki = -1;
+        for (int k = 0; k < nk; k++)
+            if (!strcmp(keys[k], key)) ki = k;
+        if (ki < 0 && nk < MAX_KEYS) keys[nk] = key, ki = nk++;
+        double a = fmax(e->ts, w0), z = fmin(e->ts + e->dur, w1);
+        double x = TL_X0 + (a - w0) / (w1 - w0) * (TL_X1 - TL_X0), w = (z - a) / (w1 - w0) * (TL_X1 - TL_X0);
+        rb_printf(b, "<rect class=\"span\" x=\"%.1f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\"><title>",
+                  x, 20 + row * TL_ROW + 2, fmax(w, 0.5), TL_ROW - 4, ki >= 0 ? palette[ki % 10] : "#999");
+        char tt[160];
+        if (e->cat[0]) snprintf(tt, sizeof tt, "rank %d: %s (%s), %.3f ms", e->pid, e->name, e->cat, e->dur / 1e3);
+        else snprintf(tt, sizeof tt, "rank %d: %s, %.3f ms", e->pid, e->name, e->dur / 1e3);
+        rb_esc(b, tt);
+        rb_puts(b, "</title></rect>\n");
+    }
+    rb_puts(b, "</svg>\n<ul class=\"legend\">");
+    for (int k = 0; k < nk; k++) {
+        rb_printf(b, "<li class=\"legend-entry\"><span class=\"swatch\" style=\"background:%s\"></span>",
+                  palette[k % 10]);
+        rb_esc(b, keys[k]);
+        rb_puts(b, "</li>");
+    }
+    rb_puts(b, "</ul></figure>\n");
+}
+
 static void timeline(rbuf_t *b, tpar_run_t *const *runs, int nruns) {
     rb_puts(b, "<section id=\"timeline\"><h2>Timeline</h2>\n");
     int any = 0;
     for (int r = 0; r < nruns; r++) {
         if (!runs[r]->hdr.trace[0]) continue;
         any = 1;
-        rb_puts(b, "<p class=\"note\">");
+        if (runs[r]->n_events) {
+            draw_timeline(b, runs[r], r);
+            continue;
+        }
+        rb_puts(b, "<p class=\"warning\">");
         rb_esc(b, runs[r]->name);
-        rb_puts(b, ": trace <code>");
+        rb_puts(b, ": the trace <code>");
         rb_esc(b, runs[r]->hdr.trace);
-        rb_puts(b, "</code> recorded; open it in chrome://tracing or Perfetto (ui.perfetto.dev) for every rank's "
-                   "timeline.</p>\n");
+        rb_puts(b, "</code> named by the metrics could not be read (see the run's warnings above).</p>\n");
     }
     if (!any)
         rb_puts(b, "<p class=\"note\" id=\"no-trace\">No trace in these runs, so no per-rank timeline of a step. "
@@ -488,6 +584,8 @@ static const char *const css =
     "table.summary th:first-child,table.summary td:first-child,table.summary td:nth-child(2),"
     "table.summary th:nth-child(2){text-align:left}"
     ".charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(540px,1fr));gap:18px 24px}"
+    "figure.chart,figure.timeline{margin:0 0 12px}figure.timeline>svg{width:100%;height:auto;display:block}"
+    ".span{stroke:#fff;stroke-width:.3}"
     "figure.chart{margin:0}figcaption{font-weight:600;font-size:.95em;margin-bottom:2px}"
     "figure.chart>svg{width:100%;height:auto;display:block}"
     "svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#444}"

@@ -49,6 +49,13 @@ typedef struct {
     int starts; /* header records: 1 + resumes */
 } report_header_t;
 
+/* One complete event ("ph": "X") of the run's Chrome trace: a span of a rank's time. */
+typedef struct {
+    double ts, dur; /* microseconds */
+    int pid;        /* the rank */
+    char name[48], cat[24];
+} report_event_t;
+
 struct tpar_run {
     char *path, *name;
     size_t n, cap;
@@ -56,6 +63,8 @@ struct tpar_run {
     report_restart_t *restarts;
     int n_restarts;
     report_header_t hdr;
+    report_event_t *events; /* of the trace named by the header (NULL: none or unreadable) */
+    size_t n_events;
     char **warn;
     int n_warn;
 };

@@ -56,6 +56,7 @@ void tpar_run_free(tpar_run_t *r) {
     for (int i = 0; i < r->n_warn; i++) free(r->warn[i]);
     free(r->warn);
     free(r->restarts);
+    free(r->events);
     free(r->path);
     free(r->name);
     free(r);
@@ -236,6 +237,44 @@ static int step_record(tpar_run_t *r, json_t *o, double step) {
     return 0;
 }
 
+enum { MAX_EVENTS = 200000 };
+
+/* The trace the header names (a path relative to the metrics file's directory): its complete
+ * events. A trace that cannot be read is a warning; the page then says so. */
+static void load_trace(tpar_run_t *r) {
+    const char *t = r->hdr.trace;
+    char path[1024];
+    const char *slash = strrchr(r->path, '/');
+    if (t[0] == '/' || !slash) snprintf(path, sizeof path, "%s", t);
+    else snprintf(path, sizeof path, "%.*s/%s", (int)(slash - r->path), r->path, t);
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    json_t *ev = json_is_array(root) ? root : json_object_get(root, "traceEvents");
+    if (!json_is_array(ev)) {
+        warn(r, "trace %s: %s, no timeline", path, root ? "no traceEvents array" : je.text);
+        json_decref(root);
+        return;
+    }
+    size_t n = json_array_size(ev), k = 0;
+    report_event_t *e = calloc(n < MAX_EVENTS ? n + 1 : MAX_EVENTS, sizeof *e);
+    for (size_t i = 0; e && i < n && k < MAX_EVENTS; i++) {
+        json_t *o = json_array_get(ev, i);
+        const char *ph = json_string_value(json_object_get(o, "ph"));
+        double ts = num(o, "ts"), dur = num(o, "dur"), pid = num(o, "pid");
+        if (!ph || strcmp(ph, "X") || isnan(ts) || isnan(dur) || dur < 0) continue;
+        e[k].ts = ts, e[k].dur = dur, e[k].pid = isnan(pid) ? 0 : (int)pid;
+        str(o, "name", e[k].name, sizeof e[k].name);
+        str(o, "cat", e[k].cat, sizeof e[k].cat);
+        k++;
+    }
+    if (n > MAX_EVENTS) warn(r, "trace %s: %zu events, the first %d read", path, n, MAX_EVENTS);
+    if (!e) warn(r, "trace %s: out of memory, no timeline", path);
+    else if (!k) warn(r, "trace %s: no complete (\"ph\": \"X\") event, no timeline", path);
+    if (k) r->events = e, r->n_events = k;
+    else free(e);
+    json_decref(root);
+}
+
 static void set_name(tpar_run_t *r, const char *given, const char *file) {
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
@@ -323,6 +362,7 @@ tpar_status tpar_run_load(const char *path, tpar_run_t **out, tpar_err_t *err) {
     if (!st && tpar_run_val_points(r) == 0)
         warn(r, "%s: no validation loss (val_loss) in %zu steps: the validation series are empty (hint: `tpar train "
                 "--val-every K`; a run validates at its last step)", file, r->n);
+    if (!st && r->hdr.trace[0]) load_trace(r);
     if (!st && !r->hdr.present)
         warn(r, "%s: no run header ({\"event\":\"run\"}): layout, model, command line and machine unknown (metrics "
                 "of an older tpar)", file);

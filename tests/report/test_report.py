@@ -258,6 +258,10 @@ try:
     rc, _, err = run(["report", m1])
     check(rc == 2 and "-o" in err, "no output: exit %d, %s" % (rc, err))
     check(not os.path.exists(bad), "no page written on errors")
+    rc, out, _ = run(["report", "--help"])
+    check(rc == 0 and "usage: tpar report RUN... -o FILE.html" in out, "report --help: exit %d" % rc)
+    rc, _, err = run(["report", m1, "-o", bad, "--points", "1"])
+    check(rc == 2 and "--points" in err, "--points out of range: exit %d, %s" % (rc, err))
 
     trunc = os.path.join(tmp, "trunc.jsonl")
     with open(m1) as f:

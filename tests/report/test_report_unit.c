@@ -202,6 +202,53 @@ static void test_load(void) {
     CHECK(access(out, F_OK) == 0 && access(tmp, F_OK) != 0);
 }
 
+/* A trace named by the header: one step's timeline, a row per rank, a bar per event in it. */
+static void test_trace(void) {
+    // 2 ranks x 2 steps; each step holds 3 events, and one event lies outside both steps
+    char tr[8192] = "{\"traceEvents\":[";
+    for (int step = 1; step <= 2; step++)
+        for (int rank = 0; rank < 2; rank++) {
+            double t = 1000.0 * step * 100;
+            size_t k = strlen(tr);
+            snprintf(tr + k, sizeof tr - k,
+                     "{\"name\":\"step %d\",\"cat\":\"step\",\"ph\":\"X\",\"ts\":%g,\"dur\":90000,\"pid\":%d},"
+                     "{\"name\":\"forward\",\"cat\":\"compute\",\"ph\":\"X\",\"ts\":%g,\"dur\":30000,\"pid\":%d},"
+                     "{\"name\":\"all-reduce\",\"cat\":\"tp\",\"ph\":\"X\",\"ts\":%g,\"dur\":10000,\"pid\":%d},"
+                     "{\"name\":\"backward\",\"cat\":\"compute\",\"ph\":\"X\",\"ts\":%g,\"dur\":40000,\"pid\":%d},",
+                     step, t, rank, t, rank, t + 30000, rank, t + 40000, rank);
+        }
+    strcat(tr, "{\"name\":\"late\",\"ph\":\"X\",\"ts\":900000,\"dur\":5,\"pid\":0},{\"ph\":\"M\",\"name\":\"x\"}]}");
+    write_file("trace.json", tr);
+    char text[4096] = "{\"event\":\"run\",\"tp\":2,\"dp\":1,\"trace\":\"trace.json\"}\n";
+    step_line(text, sizeof text, 1, 3.0, 1);
+    tpar_err_t err = {0};
+    tpar_run_t *r = NULL;
+    CHECK_MUST(tpar_run_load(write_file("traced.jsonl", text), &r, &err), err);
+    char *html = NULL;
+    size_t len = 0;
+    CHECK_MUST(tpar_report_render(&r, 1, NULL, &html, &len, &err), err);
+    CHECK_EQ_INT(1, (int)count(html, "<figure class=\"timeline\""));
+    CHECK_EQ_INT(6, (int)count(html, "<rect class=\"span\"")); // step 2's 3 events on each of the 2 ranks
+    CHECK_STR_CONTAINS(html, "step 2, every rank");
+    CHECK_STR_CONTAINS(html, ">rank 1</text>");
+    CHECK(!strstr(html, "id=\"no-trace\""));
+    free(html);
+    tpar_run_free(r);
+    // a trace that is not there: the run loads, with a warning, and the page says so
+    char bad[4096] = "{\"event\":\"run\",\"trace\":\"gone.json\"}\n";
+    step_line(bad, sizeof bad, 1, 3.0, 1);
+    r = NULL;
+    CHECK_MUST(tpar_run_load(write_file("badtrace.jsonl", bad), &r, &err), err);
+    int said = 0;
+    for (int i = 0; i < tpar_run_warning_count(r); i++) said |= strstr(tpar_run_warning(r, i), "gone.json") != 0;
+    CHECK(said);
+    html = NULL;
+    CHECK_MUST(tpar_report_render(&r, 1, NULL, &html, &len, &err), err);
+    CHECK_STR_CONTAINS(html, "could not be read");
+    free(html);
+    tpar_run_free(r);
+}
+
 static void test_meter(void) {
     tpar_meter_t m = {0};
     char line[256];
@@ -235,6 +282,7 @@ int main(void) {
     test_ticks();
     test_decimate();
     test_load();
+    test_trace();
     test_meter();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
