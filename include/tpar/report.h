@@ -3,8 +3,9 @@
  *
  * A run is the metrics file that `tpar train --metrics FILE` appends to, or a directory
  * holding one (DIR/metrics.jsonl, or the only *.jsonl in DIR). Its lines are step records
- * ({"step": N, "loss": ...}), the run's header ({"event": "run", ...}: layout, model, command
- * line, version, machine; one per start of the program) and restarts ({"event": "restart"}).
+ * ({"step": N, "loss": ...}; the first of each start of the program also holds the run's
+ * header as "run.*" keys: layout, model, command line, version, machine) and restarts
+ * ({"event": "restart"}).
  * Several runs overlay on the same charts. Long series are decimated so that each bucket
  * keeps its minimum and maximum. See docs/REPORT.md. */
 #ifndef TPAR_REPORT_H

@@ -142,8 +142,7 @@ static tpar_status read_all(const char *path, char **out, size_t *len, tpar_err_
     return TPAR_OK;
 }
 
-static double num(json_t *o, const char *key) {
-    json_t *v = json_object_get(o, key);
+static double numv(json_t *v) {
     if (json_is_number(v)) return json_number_value(v);
     const char *s = json_string_value(v); // u64 keys are decimal strings
     if (s) {
@@ -154,39 +153,52 @@ static double num(json_t *o, const char *key) {
     return NAN;
 }
 
-static void str(json_t *o, const char *key, char *dst, size_t n) {
-    const char *s = json_string_value(json_object_get(o, key));
+static double num(json_t *o, const char *key) { return numv(json_object_get(o, key)); }
+
+static void strv(json_t *v, char *dst, size_t n) {
+    const char *s = json_string_value(v);
     if (s && !*dst) snprintf(dst, n, "%s", s);
 }
 
-/* The header record ({"event": "run"}); the first one names the run, later ones are resumes. */
-static void header(tpar_run_t *r, json_t *o) {
+static void str(json_t *o, const char *key, char *dst, size_t n) { strv(json_object_get(o, key), dst, n); }
+
+/* The key pre + key of o. */
+static json_t *get(json_t *o, const char *pre, const char *key) {
+    char k[96];
+    snprintf(k, sizeof k, "%s%s", pre, key);
+    return json_object_get(o, k);
+}
+
+/* The run's header: "run.*" keys of the first step record of each start of tpar train (pre
+ * "run."), or a record of its own ({"event": "run", ...}, pre ""). The first names the run;
+ * later ones are resumes. */
+static void header(tpar_run_t *r, json_t *o, const char *pre) {
     report_header_t *h = &r->hdr;
     h->starts++;
-    double tps = num(o, "tokens_per_step");
+    double tps = numv(get(o, pre, "tokens_per_step"));
     if (tps > 0) h->tokens_per_step = tps; // a resume at another DP size changes it
     if (h->present) return;
     h->present = 1;
-    str(o, "model", h->model, sizeof h->model);
-    str(o, "command", h->command, sizeof h->command);
-    str(o, "tpar_version", h->version, sizeof h->version);
-    str(o, "started", h->started, sizeof h->started);
-    str(o, "trace", h->trace, sizeof h->trace);
-    h->n_params = num(o, "n_params");
-    double tp = num(o, "tp"), dp = num(o, "dp"), pp = num(o, "pp"), sp = num(o, "sp");
+    strv(get(o, pre, "model"), h->model, sizeof h->model);
+    strv(get(o, pre, "command"), h->command, sizeof h->command);
+    strv(get(o, pre, "tpar_version"), h->version, sizeof h->version);
+    strv(get(o, pre, "started"), h->started, sizeof h->started);
+    strv(get(o, pre, "trace"), h->trace, sizeof h->trace);
+    h->n_params = numv(get(o, pre, "n_params"));
+    double tp = numv(get(o, pre, "tp")), dp = numv(get(o, pre, "dp")), pp = numv(get(o, pre, "pp")), sp = numv(get(o, pre, "sp"));
     const char *sps = sp > 0 ? " (sequence parallel)" : "";
     if (!isnan(tp) && !isnan(dp) && !isnan(pp))
         snprintf(h->layout, sizeof h->layout, "TP %.0f x PP %.0f x DP %.0f%s", tp, pp, dp, sps);
     else if (!isnan(tp) && !isnan(dp))
         snprintf(h->layout, sizeof h->layout, "TP %.0f x DP %.0f%s", tp, dp, sps);
-    double b = num(o, "batch"), s = num(o, "seq"), a = num(o, "accum");
+    double b = numv(get(o, pre, "batch")), s = numv(get(o, pre, "seq")), a = numv(get(o, pre, "accum"));
     if (!isnan(b) && !isnan(s))
         snprintf(h->batch, sizeof h->batch, "%.0f x %.0f tokens x %.0f accum per DP rank, %.0f tokens per step", b, s,
                  isnan(a) ? 1 : a, h->tokens_per_step);
     char host[128] = "", cpu[128] = "", cores[32] = "";
-    str(o, "host", host, sizeof host);
-    str(o, "cpu", cpu, sizeof cpu);
-    double nc = num(o, "cores");
+    strv(get(o, pre, "host"), host, sizeof host);
+    strv(get(o, pre, "cpu"), cpu, sizeof cpu);
+    double nc = numv(get(o, pre, "cores"));
     if (!isnan(nc)) snprintf(cores, sizeof cores, "%.0f cores", nc);
     const char *part[3] = {host, cpu, cores};
     for (int i = 0; i < 3; i++) {
@@ -338,10 +350,11 @@ tpar_status tpar_run_load(const char *path, tpar_run_t **out, tpar_err_t *err) {
         }
         const char *ev = json_string_value(json_object_get(o, "event"));
         double step = num(o, "step");
-        if (ev && !strcmp(ev, "run")) header(r, o);
+        if (ev && !strcmp(ev, "run")) header(r, o, "");
         else if (ev && !strcmp(ev, "restart")) restart(r, o);
         else if (ev) { /* other events: a newer tpar's, not drawn */
         } else if (!isnan(step)) {
+            if (json_object_get(o, "run.tpar_version") || json_object_get(o, "run.model")) header(r, o, "run.");
             if (step_record(r, o, step)) st = tpar_err_set(err, TPAR_ERR_NOMEM, "%s: out of memory", file);
         } else {
             bad++;
@@ -364,8 +377,8 @@ tpar_status tpar_run_load(const char *path, tpar_run_t **out, tpar_err_t *err) {
                 "--val-every K`; a run validates at its last step)", file, r->n);
     if (!st && r->hdr.trace[0]) load_trace(r);
     if (!st && !r->hdr.present)
-        warn(r, "%s: no run header ({\"event\":\"run\"}): layout, model, command line and machine unknown (metrics "
-                "of an older tpar)", file);
+        warn(r, "%s: no run header (\"run.*\" keys): layout, model, command line and machine unknown (metrics of "
+                "an older tpar)", file);
     if (!st && !r->name) st = tpar_err_set(err, TPAR_ERR_NOMEM, "%s: out of memory", file);
     if (st) {
         tpar_run_free(r);

@@ -105,6 +105,7 @@ typedef struct {
     int nreq;
     tpar_metrics_t *metrics;
     double peak_flops;                /* raw sgemm FLOP/s x cores used */
+    int start_step;                   /* resumed from (0: none); the next step's record holds the header */
 } job_t;
 
 static tpar_status comm_fail(tpar_comm_t *c, tpar_status st, const char *what, tpar_err_t *err) {
@@ -349,11 +350,12 @@ static tpar_status sample(job_t *j, tpar_err_t *err) {
 
 /* ---- set-up and the loop --------------------------------------------------------------------- */
 
-/* The run's header record in the metrics, once per start of the program (a resume adds
- * another): what `tpar report` shows above the charts. */
-static tpar_status log_header(job_t *j, const tpar_gpt2_config_t *mc, int start, tpar_err_t *err) {
-    if (!j->metrics) return TPAR_OK;
+/* The run's header, in the first step record of each start of the program (a resume adds
+ * another) as "run.*" keys, so every line stays a step record: what `tpar report` shows
+ * above the charts (docs/REPORT.md). */
+static tpar_status add_header(const job_t *j, tpar_kv_t *kv) {
     const tpar_train_config_t *c = j->c;
+    const tpar_gpt2_config_t *mc = &j->m->cfg;
     char host[256] = "", cpu[256] = "", line[512], when[40] = "";
     if (gethostname(host, sizeof host - 1)) host[0] = 0;
     FILE *f = fopen("/proc/cpuinfo", "r"); // Linux; elsewhere the CPU stays unrecorded
@@ -367,37 +369,31 @@ static tpar_status log_header(job_t *j, const tpar_gpt2_config_t *mc, int start,
     time_t now = time(NULL);
     struct tm tm;
     if (gmtime_r(&now, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    tpar_kv_t *kv = tpar_kv_new();
-    if (!kv) return tpar_err_set(err, TPAR_ERR_NOMEM, "metrics: out of memory");
-    tpar_status st = tpar_kv_set_str(kv, "event", "run");
-    if (!st) st = tpar_kv_set_str(kv, "tpar_version", TPAR_VERSION_STRING);
-    if (!st) st = tpar_kv_set_str(kv, "model", c->model);
-    if (!st) st = tpar_kv_set_i64(kv, "n_params", (int64_t)tpar_gpt2_num_params(mc));
-    if (!st) st = tpar_kv_set_i64(kv, "n_layer", mc->n_layer);
-    if (!st) st = tpar_kv_set_i64(kv, "n_head", mc->n_head);
-    if (!st) st = tpar_kv_set_i64(kv, "n_embd", mc->n_embd);
-    if (!st) st = tpar_kv_set_i64(kv, "vocab_size", mc->vocab_size);
-    if (!st) st = tpar_kv_set_i64(kv, "tp", c->tp);
-    if (!st) st = tpar_kv_set_i64(kv, "dp", c->dp);
-    if (!st) st = tpar_kv_set_i64(kv, "sp", j->m->sp);
-    if (!st) st = tpar_kv_set_i64(kv, "batch", c->batch);
-    if (!st) st = tpar_kv_set_i64(kv, "seq", c->seq);
-    if (!st) st = tpar_kv_set_i64(kv, "accum", c->accum);
-    if (!st) st = tpar_kv_set_i64(kv, "tokens_per_step", (int64_t)c->batch * c->seq * c->accum * c->dp);
-    if (!st) st = tpar_kv_set_i64(kv, "steps", c->steps);
-    if (!st) st = tpar_kv_set_i64(kv, "start_step", start);
-    if (!st) st = tpar_kv_set_f64(kv, "lr", c->lr);
-    if (!st) st = tpar_kv_set_u64(kv, "seed", c->seed);
-    if (!st) st = tpar_kv_set_str(kv, "data", c->data);
-    if (!st) st = tpar_kv_set_f64(kv, "peak_flops", j->peak_flops);
-    if (!st && c->command) st = tpar_kv_set_str(kv, "command", c->command);
-    if (!st && host[0]) st = tpar_kv_set_str(kv, "host", host);
-    if (!st && cpu[0]) st = tpar_kv_set_str(kv, "cpu", cpu);
-    if (!st) st = tpar_kv_set_i64(kv, "cores", tpar_num_cores());
-    if (!st && when[0]) st = tpar_kv_set_str(kv, "started", when);
-    if (st) st = tpar_err_set(err, st, "metrics header: out of memory or a string not UTF-8");
-    else st = tpar_metrics_write(j->metrics, kv, err);
-    tpar_kv_free(kv);
+    tpar_status st = tpar_kv_set_str(kv, "run.tpar_version", TPAR_VERSION_STRING);
+    if (!st) st = tpar_kv_set_str(kv, "run.model", c->model);
+    if (!st) st = tpar_kv_set_i64(kv, "run.n_params", (int64_t)tpar_gpt2_num_params(mc));
+    if (!st) st = tpar_kv_set_i64(kv, "run.n_layer", mc->n_layer);
+    if (!st) st = tpar_kv_set_i64(kv, "run.n_head", mc->n_head);
+    if (!st) st = tpar_kv_set_i64(kv, "run.n_embd", mc->n_embd);
+    if (!st) st = tpar_kv_set_i64(kv, "run.vocab_size", mc->vocab_size);
+    if (!st) st = tpar_kv_set_i64(kv, "run.tp", c->tp);
+    if (!st) st = tpar_kv_set_i64(kv, "run.dp", c->dp);
+    if (!st) st = tpar_kv_set_i64(kv, "run.sp", j->m->sp);
+    if (!st) st = tpar_kv_set_i64(kv, "run.batch", c->batch);
+    if (!st) st = tpar_kv_set_i64(kv, "run.seq", c->seq);
+    if (!st) st = tpar_kv_set_i64(kv, "run.accum", c->accum);
+    if (!st) st = tpar_kv_set_i64(kv, "run.tokens_per_step", (int64_t)c->batch * c->seq * c->accum * c->dp);
+    if (!st) st = tpar_kv_set_i64(kv, "run.steps", c->steps);
+    if (!st) st = tpar_kv_set_i64(kv, "run.start_step", j->start_step);
+    if (!st) st = tpar_kv_set_f64(kv, "run.lr", c->lr);
+    if (!st) st = tpar_kv_set_u64(kv, "run.seed", c->seed);
+    if (!st) st = tpar_kv_set_str(kv, "run.data", c->data);
+    if (!st) st = tpar_kv_set_f64(kv, "run.peak_flops", j->peak_flops);
+    if (!st && c->command) st = tpar_kv_set_str(kv, "run.command", c->command);
+    if (!st && host[0]) st = tpar_kv_set_str(kv, "run.host", host);
+    if (!st && cpu[0]) st = tpar_kv_set_str(kv, "run.cpu", cpu);
+    if (!st) st = tpar_kv_set_i64(kv, "run.cores", tpar_num_cores());
+    if (!st && when[0]) st = tpar_kv_set_str(kv, "run.started", when);
     return st;
 }
 
@@ -453,7 +449,8 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
                j->train.n, j->val.n, peak / 1e9);
         fflush(stdout);
     }
-    return log_header(j, &mc, *start, err);
+    j->start_step = *start;
+    return TPAR_OK;
 }
 
 static void teardown(job_t *j) {
@@ -581,6 +578,7 @@ static tpar_status log_step(job_t *j, int step, double loss, double norm, double
     if (!st) st = tpar_kv_set_f64(kv, "state_bytes_min", -mx[4]);      // the smallest rank's
     if (!st) st = tpar_kv_set_f64(kv, "peak_rss_bytes_min", -mx[5]);
     if (!st && !isnan(val)) st = tpar_kv_set_f64(kv, "val_loss", val);
+    if (!st && step == j->start_step + 1) st = add_header(j, kv);
     if (st) st = tpar_err_set(err, st, "metrics: out of memory");
     else st = tpar_metrics_write(j->metrics, kv, err);
     tpar_kv_free(kv);

@@ -1,7 +1,7 @@
 """End-to-end tests of `tpar report` on real runs of `tpar train` (tiny model, a few steps).
 
   runs      TP=1 with validation every 4 steps and --report (the live page); TP=2 with a rank
-            killed at step 7 under --max-restarts 1 (a restart, lost steps, a second header),
+            killed at step 7 under --max-restarts 1 (a restart, lost steps, the header again),
             its metrics in its --save-dir, checkpoints drawn with TPAR_PROGRESS_DELAY=0.
   page      parses as HTML (python's html.parser, tags balanced); 10 charts, one <svg> each;
             each chart draws exactly the series whose keys the metrics hold (the list below is
@@ -203,9 +203,11 @@ try:
 
     r1, r2 = steps_of(m1), steps_of(m2)
     check(len(r1) == 12 and len(r2) == 12, "12 steps kept in each run (%d, %d)" % (len(r1), len(r2)))
-    hdr = [r for r in metrics(m2) if r.get("event") == "run"]
-    check(len(hdr) == 2 and hdr[0]["tp"] == 2 and "command" in hdr[0] and "--tp 2" in hdr[0]["command"],
-          "TP=2 metrics: a header per start with the layout and command (%s)" % hdr[:1])
+    hdr = [r for r in metrics(m2) if "run.tp" in r]
+    check(len(hdr) == 2 and hdr[0]["run.tp"] == 2 and "--tp 2" in hdr[0].get("run.command", "") and
+          [h["step"] for h in hdr] == [1, 5] and hdr[1]["run.start_step"] == 4,
+          "TP=2 metrics: the header (layout, command) in the first step record of each start (%s)" % hdr[:1])
+    check(all("step" in r for r in metrics(m1)), "every line of a run without restarts is a step record")
     check(all(k in r2[-1] for k in ["comm_frac_tp", "comm_frac_dp", "busy_ms_max", "busy_ms_min", "state_bytes_min",
                                      "peak_rss_bytes_min"]), "new step keys: %s" % sorted(r2[-1]))
     if r2:

@@ -120,7 +120,9 @@ static void test_load(void) {
     CHECK(tpar_run_load(path, &r, &err) == TPAR_ERR_IO && !r);
     CHECK_STR_CONTAINS(err.msg, "no metrics file");
 
-    // 10 steps with validation at 5 and 10, a restart at 6 that lost 7..8, a truncated last line
+    // 10 steps with validation at 5 and 10, a restart at 6 that lost 7..8, a truncated last line;
+    // the header as a record of its own (the form tpar train writes, "run.*" keys in the first
+    // step record, is tested on real runs by test_report.py)
     char text[16384] = "";
     strcat(text, HEADER);
     for (int s = 1; s <= 8; s++) step_line(text, sizeof text, s, 5.0 - 0.1 * s, s == 5);
