@@ -51,8 +51,7 @@ int tpar_meter_update(tpar_meter_t *m, const char *what, uint64_t done, uint64_t
     double frac = total > 0 ? (double)done / total : 0;
     if (frac > 1) frac = 1;
     char r[32], d[32], t[32], eta[32];
-    if (el > 0) bytes(r, sizeof r, rate);
-    else snprintf(r, sizeof r, "? B");
+    bytes(r, sizeof r, rate);
     bytes(d, sizeof d, (double)done);
     bytes(t, sizeof t, (double)total);
     duration(eta, sizeof eta, rate > 0 ? (double)(total - done) / rate : NAN);
@@ -62,6 +61,8 @@ int tpar_meter_update(tpar_meter_t *m, const char *what, uint64_t done, uint64_t
         snprintf(line, n, bar ? "%s [##############################] 100%%  %s in %s, %s/s" : "%s: done, %s in %s, %s/s",
                  m->what, t, e, r);
         if (final) *final = 1;
+    } else if (done == 0 || el <= 0) { // no rate yet
+        snprintf(line, n, bar ? "%s [..............................]   0%%" : "%s: 0%% (of %s)", m->what, t);
     } else if (bar) {
         char cells[31];
         int k = (int)(frac * 30);

@@ -201,6 +201,9 @@ try:
     check("saving model.safetensors" in err and "loading model.safetensors" in err and ": done," in err,
           "progress lines of checkpoint saves and loads on stderr:\n%s" % err[-2000:])
 
+    rc, out, err = run(["generate", "--ckpt", ck, "--tokens", "4", "--prompt", "To"], env={"TPAR_PROGRESS_DELAY": "0"})
+    check(rc == 0 and "loading model.safetensors: done" in err, "generate draws its checkpoint's loading: %s" % err)
+
     r1, r2 = steps_of(m1), steps_of(m2)
     check(len(r1) == 12 and len(r2) == 12, "12 steps kept in each run (%d, %d)" % (len(r1), len(r2)))
     hdr = [r for r in metrics(m2) if "run.tp" in r]
