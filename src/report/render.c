@@ -454,7 +454,10 @@ static tpar_status summary(rbuf_t *b, tpar_run_t *const *runs, int nruns, tpar_e
  * one (the lowest rank's), else the whole trace. */
 static int is_step(const report_event_t *e) { return !strncmp(e->name, "step", 4) || !strcmp(e->cat, "step"); }
 
-static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
 
 enum { TL_W = 1100, TL_X0 = 70, TL_X1 = 1090, TL_ROW = 22, MAX_RANKS = 64, MAX_KEYS = 12 };
 
@@ -472,7 +475,8 @@ static void draw_timeline(rbuf_t *b, const tpar_run_t *r, int ri) {
         for (size_t i = 0; i < n; i++) w0 = fmin(w0, ev[i].ts), w1 = fmax(w1, ev[i].ts + ev[i].dur);
     } else {
         for (size_t i = 0; i < n; i++)
-            if (is_step(&ev[i]) && ev[i].pid == step_pid && ev[i].ts == w0) snprintf(stepname, sizeof stepname, "%s", ev[i].name);
+            if (is_step(&ev[i]) && ev[i].pid == step_pid && ev[i].ts == w0)
+                snprintf(stepname, sizeof stepname, "%s", ev[i].name);
         what = stepname;
     }
     if (!(w1 > w0)) w1 = w0 + 1;

@@ -185,7 +185,8 @@ static void header(tpar_run_t *r, json_t *o, const char *pre) {
     strv(get(o, pre, "started"), h->started, sizeof h->started);
     strv(get(o, pre, "trace"), h->trace, sizeof h->trace);
     h->n_params = numv(get(o, pre, "n_params"));
-    double tp = numv(get(o, pre, "tp")), dp = numv(get(o, pre, "dp")), pp = numv(get(o, pre, "pp")), sp = numv(get(o, pre, "sp"));
+    double tp = numv(get(o, pre, "tp")), dp = numv(get(o, pre, "dp")), pp = numv(get(o, pre, "pp"));
+    double sp = numv(get(o, pre, "sp"));
     const char *sps = sp > 0 ? " (sequence parallel)" : "";
     if (!isnan(tp) && !isnan(dp) && !isnan(pp))
         snprintf(h->layout, sizeof h->layout, "TP %.0f x PP %.0f x DP %.0f%s", tp, pp, dp, sps);

@@ -229,6 +229,14 @@ try:
         check("TP 1 x DP 1" in text and "tiny" in text and "tpar train" in text, "the run's header")
         check('id="no-trace"' in text and "--trace" in text, "says how to get a trace")
 
+    page_log = os.path.join(tmp, "log.html")
+    rc, _, err = run(["report", m1, "-o", page_log, "--log-loss"])
+    check(rc == 0, "--log-loss: exit %d, %s" % (rc, err))
+    if os.path.exists(page_log):
+        p, text = parse(page_log)
+        check_page(p, [r1], "log loss")
+        check(text.count("(log scale)") == 2, "--log-loss: the two loss charts on a log scale")
+
     # ---- live page ------------------------------------------------------------------------------
     check(os.path.exists(live) and not os.path.exists(live + ".tmp"), "live page written, no .tmp left")
     if os.path.exists(live):
