@@ -271,6 +271,8 @@ try:
     rc, _, err = run(["report", m1])
     check(rc == 2 and "-o" in err, "no output: exit %d, %s" % (rc, err))
     check(not os.path.exists(bad), "no page written on errors")
+    rc, _, err = run(common + ["--report", os.path.join(tmp, "x.html")])
+    check(rc == 2 and "add --metrics FILE" in err, "train --report without --metrics: exit %d, %s" % (rc, err))
     rc, out, _ = run(["report", "--help"])
     check(rc == 0 and "usage: tpar report RUN... -o FILE.html" in out, "report --help: exit %d" % rc)
     rc, _, err = run(["report", m1, "-o", bad, "--points", "1"])
