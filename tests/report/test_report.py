@@ -11,13 +11,15 @@
             the summary a row per run, the headers each run's layout and command line.
   restart   the TP=2 run's restart is marked on the 9 step-axis charts, lost steps named.
   live      `tpar train --report` left a parseable page and no .tmp file.
-  progress  checkpoint saves and the resume's loads printed progress lines on stderr.
+  progress  checkpoint saves, the resume's loads and generate's load printed progress lines on
+            stderr; on a pseudo-terminal, a bar redrawn in place.
   bad       a missing file, an empty file, no run, no -o: an error that says what; a truncated
             last line and a run without validation: a page, and a warning that says so.
 """
 import html.parser
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -203,6 +205,27 @@ try:
 
     rc, out, err = run(["generate", "--ckpt", ck, "--tokens", "4", "--prompt", "To"], env={"TPAR_PROGRESS_DELAY": "0"})
     check(rc == 0 and "loading model.safetensors: done" in err, "generate draws its checkpoint's loading: %s" % err)
+
+    # on a terminal: a bar redrawn in place (stderr is a pseudo-terminal here)
+    master, slave = pty.openpty()
+    e = dict(os.environ, TPAR_PROGRESS_DELAY="0")
+    p = subprocess.Popen([TPAR, "generate", "--ckpt", ck, "--tokens", "4", "--prompt", "To"], stdout=subprocess.DEVNULL,
+                         stderr=slave, env=e)
+    os.close(slave)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        tty += chunk
+    os.close(master)
+    rc = p.wait(timeout=60)
+    tty = tty.decode(errors="replace")
+    check(rc == 0 and "\rloading model.safetensors [" in tty and "] 100%" in tty and "\033[K" in tty,
+          "on a terminal the loading draws a bar redrawn in place: %r" % tty[-400:])
 
     r1, r2 = steps_of(m1), steps_of(m2)
     check(len(r1) == 12 and len(r2) == 12, "12 steps kept in each run (%d, %d)" % (len(r1), len(r2)))
