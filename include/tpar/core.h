@@ -91,4 +91,33 @@ typedef struct {
 } tpar_build_info_t;
 void tpar_build_info(tpar_build_info_t *out);
 
+/* Progress of long work (loading or saving a checkpoint, ...). The library does not print: it
+ * calls fn with what it is doing, the units done so far and the total (bytes), first with
+ * done = 0 and last with done = total; the program draws it (src/cli/progress.c: a bar with
+ * rate and ETA on a terminal, plain periodic lines otherwise). A zero tpar_progress_t (fn NULL)
+ * reports nothing. */
+typedef void (*tpar_progress_fn)(void *ctx, const char *what, uint64_t done, uint64_t total);
+typedef struct {
+    tpar_progress_fn fn;
+    void *ctx;
+} tpar_progress_t;
+void tpar_progress_report(const tpar_progress_t *p, const char *what, uint64_t done, uint64_t total);
+
+/* Turns progress reports into lines to draw: silent for the first `delay` seconds (short work
+ * shows nothing), then a line at most every `every` seconds, and a final one when the work
+ * ends if anything was drawn. A new `what`, or done going back, starts a new piece of work. */
+typedef struct {
+    char what[96];
+    double t0, last;
+    uint64_t done;
+    int shown, ended;
+} tpar_meter_t;
+
+/* Feeds a report made at time now (tpar_now()). Returns 1 and fills line (no newline) when a
+ * line is due: bar = 1 gives "what [#####.....]  45%  12.3 MiB/s  ETA 3 s" for redrawing in
+ * place, bar = 0 "what: 45% (12.0 of 26.7 MiB), 12.3 MiB/s, ETA 3 s"; the final line says
+ * "done" and the mean rate. *final (may be NULL) is set to 1 on the final line. */
+int tpar_meter_update(tpar_meter_t *m, const char *what, uint64_t done, uint64_t total, double now, int bar,
+                      double delay, double every, char *line, size_t n, int *final);
+
 #endif /* TPAR_CORE_H */

@@ -103,6 +103,7 @@ typedef struct {
     const char *ckpt;    /* or NULL */
     const char *preset;  /* used when ckpt is NULL */
     uint64_t init_seed;
+    tpar_progress_t progress; /* the checkpoint's loading reports here (zero: nowhere) */
 } tpar_model_source_t;
 
 /* Resolves the source: the weights file (path, "" for a preset) and the config. A missing or

@@ -89,6 +89,7 @@ typedef struct {
     float *sp_grads;       /* SP only: (T + 2, C) partial gradients of wpe rows 0..T-1, ln_f w, b */
     uint64_t dropout_seed; /* of the last forward */
     int B_last, T_last;    /* shape of the last forward */
+    tpar_progress_t progress; /* tpar_gpt2_save / _load report their bytes here (zero: not at all) */
 } tpar_gpt2_t;
 
 /* Builds the model for this rank: tp_comm is the TP group (NULL: TP of one); activations

@@ -42,6 +42,9 @@ typedef struct {
     int sample;          /* bytes to sample at the end (byte vocabulary only; 0: none) */
     double temperature;  /* of the sample (0: greedy) */
     int log_every;       /* print every k-th step line (1: all) */
+    const char *report;  /* HTML page (tpar report) rewritten at each validation by rank 0; needs metrics */
+    const char *command; /* the command line, for the metrics header (NULL: not recorded) */
+    tpar_progress_t progress; /* long work (checkpoints) of this rank reports here (zero: nowhere) */
 } tpar_train_config_t;
 
 void tpar_train_config_default(tpar_train_config_t *c);

@@ -23,6 +23,7 @@ int tpar_cmd_bench(int argc, char **argv);
 int tpar_cmd_launch(int argc, char **argv);
 int tpar_cmd_plan(int argc, char **argv);
 int tpar_cmd_info(int argc, char **argv);
+int tpar_cmd_report(int argc, char **argv);
 /* One run of `tpar launch`: n ranks of prog; returns the exit status. fail (may be NULL) gets
  * the first rank that failed (rank -1: none) and a signal (SIGINT/SIGTERM) the launcher got. */
 typedef struct {
@@ -46,6 +47,16 @@ int tpar_cli_int(const char *cmd, const char *opt, const char *val, long long lo
                  long long *out);
 int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo, double hi,
                     double *out);
+
+/* Progress of the library's long work drawn on stderr (progress.c): a bar with rate and ETA
+ * when stderr is a terminal, a plain line every 5 s otherwise; nothing for work shorter than
+ * TPAR_PROGRESS_DELAY seconds (1 on a terminal, 3 otherwise). p must outlive the work. */
+typedef struct {
+    tpar_meter_t meter;
+    int tty;
+    double delay; /* seconds before the first line (TPAR_PROGRESS_DELAY) */
+} tpar_cli_progress_t;
+tpar_progress_t tpar_cli_progress(tpar_cli_progress_t *p);
 
 /* Print "tpar CMD: error: <message>" to stderr. */
 void tpar_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

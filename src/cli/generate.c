@@ -178,6 +178,9 @@ int tpar_cmd_generate(int argc, char **argv) {
         if (o.tp > 1) return tpar_cli_launch_self(cmd, o.tp, TPAR_BACKEND_SHM, NULL, -1, argc, argv);
     }
     int rank = 0, quiet = 0;
+    const char *r0 = getenv("TPAR_RANK");
+    tpar_cli_progress_t prog; // rank 0 draws the checkpoint's loading
+    if (!r0 || !strcmp(r0, "0")) o.src.progress = tpar_cli_progress(&prog);
     if (run_rank(&o, &rank, &quiet, &err)) {
         if (rank == 0) tpar_cli_error(cmd, "%s", err.msg);
         else if (!quiet) tpar_cli_error(cmd, "rank %d: %s", rank, err.msg);

@@ -35,7 +35,10 @@ static void usage(FILE *f) {
             "data and output:\n"
             "  --data FILE         text (bytes) or binary token file (default %s); the last 10%% is validation\n"
             "  --val-every K       validation every K steps (default %d); --val-batches N (default %d)\n"
-            "  --metrics FILE      JSON lines, one per step (appended to)\n"
+            "  --metrics FILE      JSON lines, one per step (appended to); the first of each start also\n"
+            "                      holds the run's header (run.*: layout, model, command, machine)\n"
+            "  --report FILE       rewrite FILE, an HTML page of charts (`tpar report`), at each\n"
+            "                      validation (needs --metrics); reload it in a browser to follow the run\n"
             "  --log-every K       print every K-th step (default 1)\n"
             "  --sample N          print N sampled bytes at the end (default 0); --temperature X (default %g)\n"
             "checkpoints:\n"
@@ -51,8 +54,29 @@ static void usage(FILE *f) {
 enum {
     O_MODEL = 256, O_TP, O_DP, O_BATCH, O_SEQ, O_ACCUM, O_STEPS, O_SEED, O_LR, O_WARMUP, O_WD, O_CLIP, O_DATA,
     O_VAL_EVERY, O_VAL_BATCHES, O_METRICS, O_SAVE_DIR, O_SAVE_EVERY, O_KEEP, O_RESUME, O_DROPOUT, O_SAMPLE,
-    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS, O_SP
+    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS, O_SP, O_REPORT
 };
+
+/* The command line as typed, for the metrics header: words with spaces or quotes are quoted. */
+static char *command_line(int argc, char **argv) {
+    size_t n = 16;
+    for (int i = 0; i < argc; i++) n += 3 + 4 * strlen(argv[i]); // a quote becomes four characters
+    char *s = malloc(n), *p = s;
+    if (!s) return NULL;
+    p += sprintf(p, "tpar");
+    for (int i = 0; i < argc; i++) {
+        int q = argv[i][0] == 0 || strpbrk(argv[i], " \t'\"\\$`") != NULL;
+        *p++ = ' ';
+        if (q) *p++ = '\'';
+        for (const char *a = argv[i]; *a; a++) {
+            if (q && *a == '\'') p += sprintf(p, "'\\''");
+            else *p++ = *a;
+        }
+        if (q) *p++ = '\'';
+    }
+    *p = 0;
+    return s;
+}
 
 int tpar_cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -69,7 +93,7 @@ int tpar_cmd_train(int argc, char **argv) {
         {"sp", no_argument, 0, O_SP},
         {"dropout", required_argument, 0, O_DROPOUT},   {"sample", required_argument, 0, O_SAMPLE},
         {"temperature", required_argument, 0, O_TEMP},  {"log-every", required_argument, 0, O_LOG_EVERY},
-        {"max-restarts", required_argument, 0, O_MAX_RESTARTS},
+        {"max-restarts", required_argument, 0, O_MAX_RESTARTS}, {"report", required_argument, 0, O_REPORT},
         {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0}};
     tpar_train_config_t c;
     tpar_train_config_default(&c);
@@ -86,6 +110,7 @@ int tpar_cmd_train(int argc, char **argv) {
         case O_MODEL: c.model = a; break;
         case O_DATA: c.data = a; break;
         case O_METRICS: c.metrics = a; break;
+        case O_REPORT: c.report = a; break;
         case O_SAVE_DIR: c.save_dir = a; break;
         case O_RESUME: c.resume = 1; break;
         case O_SP: c.sp = 1; break;
@@ -128,8 +153,16 @@ int tpar_cmd_train(int argc, char **argv) {
     if (!rank && (c.tp * c.dp > 1 || restarts >= 0))
         return tpar_cli_launch_self(cmd, c.tp * c.dp, TPAR_BACKEND_SHM, NULL, restarts < 0 ? 0 : (int)restarts,
                                     argc, argv);
+    // Rank 0 records the command line and draws the progress of long work (checkpoints).
+    const char *r0 = getenv("TPAR_RANK");
+    char *line = command_line(argc, argv);
+    c.command = line;
+    tpar_cli_progress_t prog;
+    if (!r0 || !strcmp(r0, "0")) c.progress = tpar_cli_progress(&prog);
     tpar_train_result_t res;
-    if (tpar_train_run(&c, &res, &err)) {
+    int fail = tpar_train_run(&c, &res, &err) != TPAR_OK;
+    free(line);
+    if (fail) {
         const char *r = getenv("TPAR_RANK");
         tpar_fault_note_error(err.msg); // for the supervisor's report
         if (!res.config_error) tpar_cli_error(cmd, "rank %s: %s", r ? r : "0", err.msg);

@@ -45,6 +45,7 @@ tpar_status tpar_infer_load_model(const tpar_model_source_t *src, tpar_comm_t *t
     }
     float *bufs[1] = {(*out)->params};
     const char *suffix[1] = {""};
+    (*out)->progress = src->progress;
     if ((st = tpar_gpt2_load(*out, 1, bufs, suffix, path, err))) {
         tpar_gpt2_free(*out);
         *out = NULL;

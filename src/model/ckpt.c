@@ -108,9 +108,14 @@ tpar_status tpar_gpt2_save(const tpar_gpt2_t *m, int nbuf, const float *const *b
     }
     if ((st = agree(comm, st, path, err))) goto out;
     if (writer && !rank0) st = tpar_st_writer_open(w, path, err);
+    uint64_t done = 0, total = (uint64_t)nbuf * m->num_params * sizeof(float); // this rank's bytes, for progress
+    char what[80];
+    snprintf(what, sizeof what, "saving %s", strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
     for (int j = 0; writer && !st && j < nbuf * m->n_tensors; j++) {
         const tpar_gpt2_tensor_t *t = &m->tensors[j % m->n_tensors];
         const float *buf = bufs[j / m->n_tensors];
+        tpar_progress_report(&m->progress, what, done, total);
+        done += t->numel * sizeof(float);
         if (t->kind == TPAR_SHARD_REPLICATED && m->tp.rank != 0) continue; // one copy is enough
         char name[96];
         snprintf(name, sizeof name, "%s%s", t->name, suffixes[j / m->n_tensors]);
@@ -123,6 +128,7 @@ tpar_status tpar_gpt2_save(const tpar_gpt2_t *m, int nbuf, const float *const *b
         }
     }
     if (writer && !st) st = tpar_st_writer_close(w, err);
+    if (writer && !st) tpar_progress_report(&m->progress, what, total, total);
     st = agree(comm, st, path, err);
 out:
     tpar_st_writer_free(w);
@@ -173,9 +179,14 @@ tpar_status tpar_gpt2_load(tpar_gpt2_t *m, int nbuf, float *const *bufs, const c
     if (!st) st = check_config(f, &m->cfg, path, err);
     if (!st && !(tmp = piece_buffer(m, err))) st = TPAR_ERR_NOMEM;
     for (int j = 0; !st && j < nbuf; j++) memset(bufs[j], 0, m->num_params * sizeof(float)); // padding stays 0
+    uint64_t done = 0, total = (uint64_t)nbuf * m->num_params * sizeof(float); // this rank's bytes, for progress
+    char what[80];
+    snprintf(what, sizeof what, "loading %s", strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
     for (int j = 0; !st && j < nbuf * m->n_tensors; j++) {
         const tpar_gpt2_tensor_t *t = &m->tensors[j % m->n_tensors];
         float *buf = bufs[j / m->n_tensors];
+        tpar_progress_report(&m->progress, what, done, total);
+        done += t->numel * sizeof(float);
         char name[96];
         snprintf(name, sizeof name, "%s%s", t->name, suffixes[j / m->n_tensors]);
         int64_t shape[2];
@@ -188,6 +199,7 @@ tpar_status tpar_gpt2_load(tpar_gpt2_t *m, int nbuf, float *const *bufs, const c
             if (!(st = tpar_st_read(f, name, TPAR_ST_F32, &sl, tmp, err))) unpack(t, &pc[k], buf + t->offset, tmp);
         }
     }
+    if (!st) tpar_progress_report(&m->progress, what, total, total);
     tpar_st_close(f);
     free(tmp);
     return st;

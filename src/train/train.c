@@ -1,10 +1,13 @@
 /* The training loop of one rank: grid, data, steps, validation, checkpoints, sample. */
+#define _XOPEN_SOURCE 700
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
@@ -13,6 +16,7 @@
 #include "tpar/fault.h"
 #include "tpar/io.h"
 #include "tpar/kernels.h"
+#include "tpar/report.h"
 #include "tpar/train.h"
 
 void tpar_train_config_default(tpar_train_config_t *c) {
@@ -70,6 +74,8 @@ tpar_status tpar_train_validate(const tpar_train_config_t *c, int world, tpar_er
                             c->data ? c->data : "(none)");
     if ((c->resume || c->save_every > 0) && !c->save_dir)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--resume and --save-every need --save-dir DIR");
+    if (c->report && !c->metrics)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "--report draws its page from the metrics: add --metrics FILE");
     return TPAR_OK;
 }
 
@@ -99,6 +105,7 @@ typedef struct {
     int nreq;
     tpar_metrics_t *metrics;
     double peak_flops;                /* raw sgemm FLOP/s x cores used */
+    int start_step;                   /* resumed from (0: none); the next step's record holds the header */
 } job_t;
 
 static tpar_status comm_fail(tpar_comm_t *c, tpar_status st, const char *what, tpar_err_t *err) {
@@ -343,6 +350,53 @@ static tpar_status sample(job_t *j, tpar_err_t *err) {
 
 /* ---- set-up and the loop --------------------------------------------------------------------- */
 
+/* The run's header, in the first step record of each start of the program (a resume adds
+ * another) as "run.*" keys, so every line stays a step record: what `tpar report` shows
+ * above the charts (docs/REPORT.md). */
+static tpar_status add_header(const job_t *j, tpar_kv_t *kv) {
+    const tpar_train_config_t *c = j->c;
+    const tpar_gpt2_config_t *mc = &j->m->cfg;
+    char host[256] = "", cpu[256] = "", line[512], when[40] = "";
+    if (gethostname(host, sizeof host - 1)) host[0] = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r"); // Linux; elsewhere the CPU stays unrecorded
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+            snprintf(cpu, sizeof cpu, "%s", strchr(line, ':') + 2);
+            cpu[strcspn(cpu, "\n")] = 0;
+            break;
+        }
+    if (f) fclose(f);
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    tpar_status st = tpar_kv_set_str(kv, "run.tpar_version", TPAR_VERSION_STRING);
+    if (!st) st = tpar_kv_set_str(kv, "run.model", c->model);
+    if (!st) st = tpar_kv_set_i64(kv, "run.n_params", (int64_t)tpar_gpt2_num_params(mc));
+    if (!st) st = tpar_kv_set_i64(kv, "run.n_layer", mc->n_layer);
+    if (!st) st = tpar_kv_set_i64(kv, "run.n_head", mc->n_head);
+    if (!st) st = tpar_kv_set_i64(kv, "run.n_embd", mc->n_embd);
+    if (!st) st = tpar_kv_set_i64(kv, "run.vocab_size", mc->vocab_size);
+    if (!st) st = tpar_kv_set_i64(kv, "run.tp", c->tp);
+    if (!st) st = tpar_kv_set_i64(kv, "run.dp", c->dp);
+    if (!st) st = tpar_kv_set_i64(kv, "run.sp", j->m->sp);
+    if (!st) st = tpar_kv_set_i64(kv, "run.batch", c->batch);
+    if (!st) st = tpar_kv_set_i64(kv, "run.seq", c->seq);
+    if (!st) st = tpar_kv_set_i64(kv, "run.accum", c->accum);
+    if (!st) st = tpar_kv_set_i64(kv, "run.tokens_per_step", (int64_t)c->batch * c->seq * c->accum * c->dp);
+    if (!st) st = tpar_kv_set_i64(kv, "run.steps", c->steps);
+    if (!st) st = tpar_kv_set_i64(kv, "run.start_step", j->start_step);
+    if (!st) st = tpar_kv_set_f64(kv, "run.lr", c->lr);
+    if (!st) st = tpar_kv_set_u64(kv, "run.seed", c->seed);
+    if (!st) st = tpar_kv_set_str(kv, "run.data", c->data);
+    if (!st) st = tpar_kv_set_f64(kv, "run.peak_flops", j->peak_flops);
+    if (!st && c->command) st = tpar_kv_set_str(kv, "run.command", c->command);
+    if (!st && host[0]) st = tpar_kv_set_str(kv, "run.host", host);
+    if (!st && cpu[0]) st = tpar_kv_set_str(kv, "run.cpu", cpu);
+    if (!st) st = tpar_kv_set_i64(kv, "run.cores", tpar_num_cores());
+    if (!st && when[0]) st = tpar_kv_set_str(kv, "run.started", when);
+    return st;
+}
+
 static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_err_t *err) {
     const tpar_train_config_t *c = j->c;
     tpar_status st = tpar_comm_init(NULL, &j->world, err);
@@ -369,6 +423,7 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
         (st = tpar_loader_init(&j->vloader, &j->val, c->batch, c->seq, j->dp_rank, c->dp, 1, c->seed, 0, err)))
         return st;
     if ((st = tpar_gpt2_new(&mc, j->tpc, c->batch, c->seq, c->sp, &j->m, err))) return st;
+    j->m->progress = c->progress;
     size_t n = j->m->num_params, bt = (size_t)c->batch * c->seq;
     j->mom = tpar_calloc_aligned(n, sizeof(float));
     j->var = tpar_calloc_aligned(n, sizeof(float));
@@ -394,6 +449,7 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
                j->train.n, j->val.n, peak / 1e9);
         fflush(stdout);
     }
+    j->start_step = *start;
     return TPAR_OK;
 }
 
@@ -457,19 +513,20 @@ static tpar_status train_step(job_t *j, int step, double *loss_out, double *norm
 /* What a rank's collectives have cost so far: time blocked, and ring bus bytes (the unit of
  * `tpar plan`) in the TP and DP groups. */
 typedef struct {
-    double wait_s, tp_bus, dp_bus;
+    double wait_s, tp_bus, dp_bus, tp_wait, dp_wait;
 } comm_use_t;
 
 static comm_use_t comm_use(const job_t *j) {
     tpar_comm_stats_t a, b;
     tpar_comm_stats(j->tpc, &a);
     tpar_comm_stats(j->dpc, &b);
-    return (comm_use_t){a.wait_s + b.wait_s, (double)a.bus_bytes, (double)b.bus_bytes};
+    return (comm_use_t){a.wait_s + b.wait_s, (double)a.bus_bytes, (double)b.bus_bytes, a.wait_s, b.wait_s};
 }
 
 static comm_use_t comm_use_since(const job_t *j, comm_use_t u0) {
     comm_use_t u = comm_use(j);
-    return (comm_use_t){u.wait_s - u0.wait_s, u.tp_bus - u0.tp_bus, u.dp_bus - u0.dp_bus};
+    return (comm_use_t){u.wait_s - u0.wait_s, u.tp_bus - u0.tp_bus, u.dp_bus - u0.dp_bus, u.tp_wait - u0.tp_wait,
+                        u.dp_wait - u0.dp_wait};
 }
 
 static tpar_status log_step(job_t *j, int step, double loss, double norm, double dt, comm_use_t use, double val,
@@ -480,8 +537,10 @@ static tpar_status log_step(job_t *j, int step, double loss, double norm, double
     // the largest rank's model state (weights, gradients, AdamW m and v) and peak RSS, in bytes.
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru)) ru.ru_maxrss = 0;
-    double mx[4] = {dt - wait, -(dt - wait), 4.0 * sizeof(float) * j->m->num_params, ru.ru_maxrss * 1024.0};
-    tpar_status st = sum_over(j->world, mx, 4, TPAR_MAX, err);
+    // (the negated entries give the minimum over the ranks)
+    double state = 4.0 * sizeof(float) * j->m->num_params, rss = ru.ru_maxrss * 1024.0;
+    double mx[6] = {dt - wait, -(dt - wait), state, rss, -state, -rss};
+    tpar_status st = sum_over(j->world, mx, 6, TPAR_MAX, err);
     if (st || j->rank != 0) return st;
     double tokens = (double)c->batch * c->seq * c->accum * c->dp;
     double tps = tokens / dt, mfu = 0, balance = mx[1] < 0 ? mx[0] / -mx[1] : 1;
@@ -512,11 +571,32 @@ static tpar_status log_step(job_t *j, int step, double loss, double norm, double
     if (!st) st = tpar_kv_set_f64(kv, "peak_rss_bytes", mx[3]);
     if (!st) st = tpar_kv_set_f64(kv, "tp_bus_bytes", use.tp_bus); // rank 0's, per step (ranks of a group agree)
     if (!st) st = tpar_kv_set_f64(kv, "dp_bus_bytes", use.dp_bus);
+    if (!st) st = tpar_kv_set_f64(kv, "comm_frac_tp", use.tp_wait / dt); // rank 0's split of comm_frac
+    if (!st) st = tpar_kv_set_f64(kv, "comm_frac_dp", use.dp_wait / dt);
+    if (!st) st = tpar_kv_set_f64(kv, "busy_ms_max", mx[0] * 1e3);     // slowest rank's busy time
+    if (!st) st = tpar_kv_set_f64(kv, "busy_ms_min", -mx[1] * 1e3);    // fastest rank's
+    if (!st) st = tpar_kv_set_f64(kv, "state_bytes_min", -mx[4]);      // the smallest rank's
+    if (!st) st = tpar_kv_set_f64(kv, "peak_rss_bytes_min", -mx[5]);
     if (!st && !isnan(val)) st = tpar_kv_set_f64(kv, "val_loss", val);
+    if (!st && step == j->start_step + 1) st = add_header(j, kv);
     if (st) st = tpar_err_set(err, st, "metrics: out of memory");
     else st = tpar_metrics_write(j->metrics, kv, err);
     tpar_kv_free(kv);
     return st;
+}
+
+/* `--report FILE`: the page of the metrics so far, replaced atomically. A failure warns and
+ * training goes on: the page is a view, not the run. */
+static void live_report(const job_t *j) {
+    tpar_report_opts_t o;
+    tpar_report_opts_default(&o);
+    o.title = "tpar train (live report)";
+    const char *runs[1] = {j->c->metrics};
+    tpar_err_t e = {0};
+    if (tpar_report_files(runs, 1, j->c->report, &o, &e)) {
+        printf("warning: report %s not updated: %s\n", j->c->report, e.msg);
+        fflush(stdout);
+    }
 }
 
 tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *res, tpar_err_t *err) {
@@ -542,6 +622,7 @@ tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *re
             res->val_loss = val;
         }
         if ((st = log_step(&j, step, loss, norm, dt, use, val, err))) break;
+        if (!isnan(val) && j.rank == 0 && c->report) live_report(&j);
         res->loss = loss, res->grad_norm = norm, res->end_step = step;
         if (c->save_dir && ((c->save_every > 0 && step % c->save_every == 0) || step == c->steps) &&
             (st = save_checkpoint(&j, step, err)))
