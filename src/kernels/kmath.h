@@ -7,8 +7,39 @@
 #ifndef TPAR_KERNELS_KMATH_H
 #define TPAR_KERNELS_KMATH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---- threads -----------------------------------------------------------------------------
+ * The large kernels share their work among the rank's OpenMP threads (omp_set_num_threads,
+ * set once per rank). The determinism rule: the bits of every result are the same for any
+ * thread count. So each output element is produced by one thread, by the same sequence of
+ * operations as with one thread; sums across rows either run over a fixed partition whose
+ * partial sums are added in a fixed order, or are split by columns (each thread owns some
+ * columns and adds all the rows, in order). Small calls stay on the calling thread. */
+
+/* Below this many floats touched, a parallel region costs more than it saves. */
+enum { KPAR_MIN = 1 << 15 };
+
+static inline int kthreads(void) {
+#ifdef _OPENMP
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static inline int kthread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 static inline float kexp(float x) {
     /* Clamp: below -87.3 the result underflows (returns ~1e-38, close enough to 0 for
