@@ -60,12 +60,6 @@ void tpar_bias_gelu_forward(float *out, const float *inp, const float *bias, int
     }
 }
 
-/* Column blocks for kernels that sum over rows into a (C) vector (dbias): a thread owns a
- * block of columns and adds every row into it in row order, so each sum is the same
- * sequence of additions as on one thread. 64 floats: one AVX-512 register set, and whole
- * cache lines. */
-enum { KCOL = 64 };
-
 void tpar_bias_gelu_backward(float *dinp, float *dbias, const float *inp, const float *bias, const float *dout,
                              int N, int C) {
     if (!dbias) {
@@ -78,10 +72,12 @@ void tpar_bias_gelu_backward(float *dinp, float *dbias, const float *inp, const 
         }
         return;
     }
-    const int ncb = (C + KCOL - 1) / KCOL;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= KPAR_MIN && kthreads() > 1)
-    for (int cb = 0; cb < ncb; cb++) {
-        const int j0 = cb * KCOL, j1 = C - j0 < KCOL ? C : j0 + KCOL;
+    /* dbias sums over rows: each thread owns a column range and adds all rows in order (kcols) */
+    const int np = (size_t)N * C >= KPAR_MIN ? kthreads() : 1;
+#pragma omp parallel for schedule(static) num_threads(np) if (np > 1)
+    for (int part = 0; part < np; part++) {
+        int j0, j1;
+        kcols(part, np, C, &j0, &j1);
         for (int i = 0; i < N; i++) {
             const float *x = inp + (size_t)i * C, *dy = dout + (size_t)i * C;
             float *dx = dinp + (size_t)i * C;
@@ -153,6 +149,8 @@ static drop_t drop_params(float p, uint64_t seed) {
     return d;
 }
 
+/* Inside a parallel loop, take a local copy of the drop_t (`const drop_t dl = d;`): the
+ * shared one is read through a pointer there, which keeps GCC from vectorizing. */
 static inline float drop_factor(const drop_t *d, uint64_t counter) {
     return rng_at(d->key, counter) >= d->thr ? d->scale : 0.0f;
 }
@@ -162,8 +160,9 @@ void tpar_dropout_forward(float *out, const float *inp, size_t n, float p, uint6
 #pragma omp parallel for schedule(static) if (n >= KPAR_MIN && kthreads() > 1)
     for (size_t blk = 0; blk < NBLK(n); blk++) {
         BLK_RANGE(blk, n, lo, hi);
+        const drop_t dl = d;
 #pragma omp simd
-        for (size_t i = lo; i < hi; i++) out[i] = inp[i] * drop_factor(&d, offset + i);
+        for (size_t i = lo; i < hi; i++) out[i] = inp[i] * drop_factor(&dl, offset + i);
     }
 }
 
@@ -172,8 +171,9 @@ void tpar_dropout_backward(float *dinp, const float *dout, size_t n, float p, ui
 #pragma omp parallel for schedule(static) if (n >= KPAR_MIN && kthreads() > 1)
     for (size_t blk = 0; blk < NBLK(n); blk++) {
         BLK_RANGE(blk, n, lo, hi);
+        const drop_t dl = d;
 #pragma omp simd
-        for (size_t i = lo; i < hi; i++) dinp[i] += dout[i] * drop_factor(&d, offset + i);
+        for (size_t i = lo; i < hi; i++) dinp[i] += dout[i] * drop_factor(&dl, offset + i);
     }
 }
 
@@ -186,12 +186,13 @@ void tpar_bias_dropout_residual_forward(float *out, const float *inp, const floa
         const float *x = inp + row, *r = residual + row;
         float *o = out + row;
         const uint64_t ctr = offset + row;
+        const drop_t dl = d;
         if (bias) {
 #pragma omp simd
-            for (int j = 0; j < C; j++) o[j] = r[j] + (x[j] + bias[j]) * drop_factor(&d, ctr + (uint64_t)j);
+            for (int j = 0; j < C; j++) o[j] = r[j] + (x[j] + bias[j]) * drop_factor(&dl, ctr + (uint64_t)j);
         } else {
 #pragma omp simd
-            for (int j = 0; j < C; j++) o[j] = r[j] + x[j] * drop_factor(&d, ctr + (uint64_t)j);
+            for (int j = 0; j < C; j++) o[j] = r[j] + x[j] * drop_factor(&dl, ctr + (uint64_t)j);
         }
     }
 }
@@ -219,14 +220,19 @@ void tpar_bias_dropout_residual_backward(float *dinp, float *dbias, float *dresi
     const drop_t d = drop_params(p, seed);
     if (!dbias) { /* no sum across rows: rows are independent */
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= KPAR_MIN && kthreads() > 1)
-        for (int i = 0; i < N; i++) bdr_row_backward(dinp, dresidual, dout, &d, i, C, 0, C, offset);
+        for (int i = 0; i < N; i++) {
+            const drop_t dl = d;
+            bdr_row_backward(dinp, dresidual, dout, &dl, i, C, 0, C, offset);
+        }
         return;
     }
-    /* dbias sums over rows: column blocks, each adding all rows in order (see KCOL) */
-    const int ncb = (C + KCOL - 1) / KCOL;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= KPAR_MIN && kthreads() > 1)
-    for (int cb = 0; cb < ncb; cb++) {
-        const int j0 = cb * KCOL, j1 = C - j0 < KCOL ? C : j0 + KCOL;
+    /* dbias sums over rows: each thread owns a column range and adds all rows in order (kcols) */
+    const int np = (size_t)N * C >= KPAR_MIN ? kthreads() : 1;
+#pragma omp parallel for schedule(static) num_threads(np) if (np > 1)
+    for (int part = 0; part < np; part++) {
+        int j0, j1;
+        kcols(part, np, C, &j0, &j1);
+        const drop_t dl = d;
         for (int i = 0; i < N; i++) {
             const size_t row = (size_t)i * C;
             const float *dy = dout + row;
@@ -240,13 +246,13 @@ void tpar_bias_dropout_residual_backward(float *dinp, float *dbias, float *dresi
                 float *dx = dinp + row;
 #pragma omp simd
                 for (int j = j0; j < j1; j++) {
-                    float g = dy[j] * drop_factor(&d, ctr + (uint64_t)j);
+                    float g = dy[j] * drop_factor(&dl, ctr + (uint64_t)j);
                     dx[j] += g;
                     dbias[j] += g;
                 }
             } else {
 #pragma omp simd
-                for (int j = j0; j < j1; j++) dbias[j] += dy[j] * drop_factor(&d, ctr + (uint64_t)j);
+                for (int j = j0; j < j1; j++) dbias[j] += dy[j] * drop_factor(&dl, ctr + (uint64_t)j);
             }
         }
     }

@@ -1,6 +1,6 @@
 /* Token + position embedding lookup, with an optional local vocabulary range so a
  * vocab-parallel embedding can use it as is. Threads: forward by token rows; backward,
- * where tokens that repeat add into the same row of dwte, by column blocks, each adding
+ * where tokens that repeat add into the same row of dwte, by column ranges, each adding
  * every token in order (kmath.h's rule). */
 #include <string.h>
 
@@ -41,15 +41,15 @@ tpar_status tpar_embedding_forward(float *out, const int *tokens, const float *w
     return TPAR_OK;
 }
 
-enum { KCOL = 64 }; /* columns per block in backward: whole cache lines */
-
 void tpar_embedding_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int B, int T, int C,
                              int v0, int Vl) {
     const long long BT = (long long)B * T;
-    const int ncb = (C + KCOL - 1) / KCOL;
-#pragma omp parallel for schedule(static) if ((size_t)BT * C >= KPAR_MIN && kthreads() > 1)
-    for (int cb = 0; cb < ncb; cb++) {
-        const int c0 = cb * KCOL, c1 = C - c0 < KCOL ? C : c0 + KCOL;
+    /* each thread owns a column range and adds every token in order (kcols) */
+    const int np = (size_t)BT * C >= KPAR_MIN ? kthreads() : 1;
+#pragma omp parallel for schedule(static) num_threads(np) if (np > 1)
+    for (int part = 0; part < np; part++) {
+        int c0, c1;
+        kcols(part, np, C, &c0, &c1);
         for (long long bt = 0; bt < BT; bt++) {
             const float *d = dout + (size_t)bt * C;
             const int t = (int)(bt % T), tok = tokens[bt];

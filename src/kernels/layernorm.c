@@ -1,6 +1,6 @@
 /* LayerNorm over the last dimension, saving mean and 1/std for backward (llm.c's form).
  * Threads: rows are independent (one thread per row); dweight and dbias, sums over rows,
- * are split by column blocks instead, each adding every row in order (kmath.h's rule). */
+ * are split by column ranges instead, each adding every row in order (kmath.h's rule). */
 #include <math.h>
 
 #include "kmath.h"
@@ -32,14 +32,15 @@ void tpar_layernorm_forward(float *out, float *mean, float *rstd, const float *i
     }
 }
 
-enum { KCOL = 64 }; /* columns per block of the dweight/dbias sums: whole cache lines */
-
 void tpar_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                              const float *weight, const float *mean, const float *rstd, int N, int C) {
-    const int ncb = (C + KCOL - 1) / KCOL;
-#pragma omp parallel if ((size_t)N * C >= KPAR_MIN && kthreads() > 1)
+    const int np = (size_t)N * C >= KPAR_MIN ? kthreads() : 1;
+#pragma omp parallel num_threads(np) if (np > 1)
     {
-        /* dinp: row by row (each needs two reductions over its own row) */
+        /* dinp: rows shared among threads (each needs two reductions over its own row);
+         * on one thread dweight and dbias join the same pass, in the same order per column
+         * as the column split below, so the bits do not change */
+        const int fuse = np == 1;
 #pragma omp for schedule(static) nowait
         for (int i = 0; i < N; i++) {
             const float *dy = dout + (size_t)i * C;
@@ -56,18 +57,27 @@ void tpar_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
             }
             dnorm_mean /= (float)C;
             dnorm_norm_mean /= (float)C;
+            if (fuse && dbias) {
+#pragma omp simd
+                for (int j = 0; j < C; j++) dbias[j] += dy[j];
+            }
+            if (fuse && dweight) {
+#pragma omp simd
+                for (int j = 0; j < C; j++) dweight[j] += (x[j] - m) * s * dy[j];
+            }
 #pragma omp simd
             for (int j = 0; j < C; j++) {
                 float xhat = (x[j] - m) * s;
                 dx[j] += (weight[j] * dy[j] - dnorm_mean - xhat * dnorm_norm_mean) * s;
             }
         }
-        /* dweight, dbias: by column blocks, all rows in order (reads only inputs, so no
-         * barrier after the loop above) */
-        if (dweight || dbias) {
+        /* dweight, dbias on several threads: each owns a column range and adds all rows
+         * in order (kcols); reads only inputs, so no barrier after the loop above */
+        if (!fuse && (dweight || dbias)) {
 #pragma omp for schedule(static)
-            for (int cb = 0; cb < ncb; cb++) {
-                const int j0 = cb * KCOL, j1 = C - j0 < KCOL ? C : j0 + KCOL;
+            for (int part = 0; part < np; part++) {
+                int j0, j1;
+                kcols(part, np, C, &j0, &j1);
                 for (int i = 0; i < N; i++) {
                     const float *dy = dout + (size_t)i * C;
                     const float *x = inp + (size_t)i * C;
