@@ -102,14 +102,14 @@ static void rank_update_lanes(float *restrict ST, int n, const float *restrict a
  * limited by mask. RR and NV are constants at every call, so acc stays in registers. */
 static inline __attribute__((always_inline)) void rank_rows_tile(float *restrict out, size_t ldo,
                                                                  const float *restrict a, size_t ars, size_t acs,
-                                                                 int K, const float *restrict b, size_t ldb,
+                                                                 int klo, int khi, const float *restrict b, size_t ldb,
                                                                  const float *rs, float alpha, int accumulate,
                                                                  int i0, int c, const int RR, const int NV,
                                                                  __mmask16 last) {
     __m512 acc[4][4];
     for (int i = 0; i < RR; i++)
         for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k++) {
+    for (int k = klo; k < khi; k++) {
         const float *bk = b + (size_t)k * ldb + c;
         __m512 x[4];
         for (int v = 0; v < NV; v++)
@@ -133,27 +133,51 @@ static inline __attribute__((always_inline)) void rank_rows_tile(float *restrict
 }
 #endif
 
+/* Which a[i, k] are causally masked (exact zeros), so that their terms can be skipped:
+ * rows are queries i0 + i and k keys (k > i0 + i masked), or rows are keys i and k the
+ * queries i0 + k (k < i - i0 masked). Skipped terms are +-0 added to a sum that starts at
+ * +0, so skipping does not change the result. */
+enum { MASK_NONE, MASK_KEYS_AFTER, MASK_QUERIES_BEFORE };
+
+static inline void k_range(int mode, int i0, int i, int rr, int K, int *klo, int *khi) {
+    *klo = 0, *khi = K;
+    if (mode == MASK_KEYS_AFTER && i0 + i + rr < K) *khi = i0 + i + rr; /* the tile's last row sees keys <= i0+i+rr-1 */
+    if (mode == MASK_QUERIES_BEFORE && i - i0 > 0) *klo = i - i0 < K ? i - i0 : K; /* its first row: queries >= i-i0 */
+}
+
 /* out[i, c] (= or +=) f_i * sum_{k < K} a[i*ars + k*acs] * b[k*ldb + c] for i < M, c < N, where
- * f_i = rs[i] if rs else alpha. The sum runs over k in order, whatever the tiling. */
+ * f_i = rs[i] if rs else alpha, skipping the masked terms of `mode` (block start i0). The sum
+ * runs over k in order, whatever the tiling. */
 static void rank_rows(float *restrict out, size_t ldo, const float *restrict a, size_t ars, size_t acs, int M, int K,
-                      const float *restrict b, size_t ldb, int N, const float *rs, float alpha, int accumulate) {
+                      const float *restrict b, size_t ldb, int N, const float *rs, float alpha, int accumulate,
+                      int mode, int i0) {
+    int klo, khi;
 #ifdef __AVX512F__
     for (int c = 0; c < N;) {
         const int left = N - c;
         if (left >= 64) {
             int i = 0;
-            for (; i + 4 <= M; i += 4)
-                rank_rows_tile(out, ldo, a, ars, acs, K, b, ldb, rs, alpha, accumulate, i, c, 4, 4, 0xFFFF);
-            for (; i < M; i++)
-                rank_rows_tile(out, ldo, a, ars, acs, K, b, ldb, rs, alpha, accumulate, i, c, 1, 4, 0xFFFF);
+            for (; i + 4 <= M; i += 4) {
+                k_range(mode, i0, i, 4, K, &klo, &khi);
+                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, i, c, 4, 4, 0xFFFF);
+            }
+            for (; i < M; i++) {
+                k_range(mode, i0, i, 1, K, &klo, &khi);
+                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, i, c, 1, 4, 0xFFFF);
+            }
             c += 64;
         } else {
             const int w = left < 16 ? left : 16;
             const __mmask16 m = (__mmask16)((1u << w) - 1u);
             int i = 0;
-            for (; i + 4 <= M; i += 4)
-                rank_rows_tile(out, ldo, a, ars, acs, K, b, ldb, rs, alpha, accumulate, i, c, 4, 1, m);
-            for (; i < M; i++) rank_rows_tile(out, ldo, a, ars, acs, K, b, ldb, rs, alpha, accumulate, i, c, 1, 1, m);
+            for (; i + 4 <= M; i += 4) {
+                k_range(mode, i0, i, 4, K, &klo, &khi);
+                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, i, c, 4, 1, m);
+            }
+            for (; i < M; i++) {
+                k_range(mode, i0, i, 1, K, &klo, &khi);
+                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, i, c, 1, 1, m);
+            }
             c += w;
         }
     }
@@ -165,7 +189,8 @@ static void rank_rows(float *restrict out, size_t ldo, const float *restrict a, 
             float acc[CW];
 #pragma omp simd
             for (int c = 0; c < CW; c++) acc[c] = 0.0f;
-            for (int k = 0; k < K; k++) {
+            k_range(mode, i0, i, 1, K, &klo, &khi);
+            for (int k = klo; k < khi; k++) {
                 const float ak = a[(size_t)i * ars + (size_t)k * acs];
                 const float *bk = b + (size_t)k * ldb + c0;
 #pragma omp simd
@@ -232,7 +257,8 @@ static void attention_head_forward(float *o, float *l, const float *q, const flo
             l[i0 + r] = mx[r] + logf(sum[r]);
         }
         // o[i0 + r, :] = inv[r] * sum_j ST[j, r] v[j, :]
-        rank_rows(o + (size_t)i0 * C, (size_t)C, ST, 1, QB, nq, kend, v, (size_t)ld, hs, inv, 1.0f, 0);
+        rank_rows(o + (size_t)i0 * C, (size_t)C, ST, 1, QB, nq, kend, v, (size_t)ld, hs, inv, 1.0f, 0, MASK_KEYS_AFTER,
+                  i0);
     }
 }
 
@@ -306,11 +332,12 @@ static void attention_head_backward(float *dq, float *dk, float *dv, const float
             }
         }
         // dv[0 : kend] (kend, hs) += P^T (kend, nq) @ dO (nq, hs)
-        rank_rows(dv, (size_t)ld, PT, QB, 1, kend, nq, dOb, (size_t)C, hs, NULL, 1.0f, 1);
+        rank_rows(dv, (size_t)ld, PT, QB, 1, kend, nq, dOb, (size_t)C, hs, NULL, 1.0f, 1, MASK_QUERIES_BEFORE, i0);
         // dq[i0 : i0+nq] (nq, hs) += scale * dS (nq, kend) @ k (kend, hs)
-        rank_rows(dq + (size_t)i0 * ld, (size_t)ld, dST, 1, QB, nq, kend, k, (size_t)ld, hs, NULL, scale, 1);
+        rank_rows(dq + (size_t)i0 * ld, (size_t)ld, dST, 1, QB, nq, kend, k, (size_t)ld, hs, NULL, scale, 1,
+                  MASK_KEYS_AFTER, i0);
         // dk[0 : kend] (kend, hs) += scale * dS^T (kend, nq) @ q (nq, hs)
-        rank_rows(dk, (size_t)ld, dST, QB, 1, kend, nq, qb, (size_t)ld, hs, NULL, scale, 1);
+        rank_rows(dk, (size_t)ld, dST, QB, 1, kend, nq, qb, (size_t)ld, hs, NULL, scale, 1, MASK_QUERIES_BEFORE, i0);
     }
 }
 
