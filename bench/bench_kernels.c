@@ -18,8 +18,9 @@
  *      and the ratio), forward and both backward GEMMs;
  *   3. fused kernels against the same work done unfused, side by side;
  *   4. kernels outside the block: embedding, fused softmax + cross-entropy, AdamW.
- * Times are the minimum over the repetitions of this thread's CPU time (the kernels and
- * OpenBLAS with one thread all run on the calling thread): on a shared machine that
+ * Times are the minimum over the repetitions of this thread's CPU time (after the
+ * comparison, the kernels run on one OpenMP thread, and OpenBLAS with one thread, all on
+ * the calling thread): on a shared machine that
  * leaves out the time the process waits for a core, which wall-clock minima do not fully
  * do. --wall uses the monotonic wall clock instead. Side-by-side pairs alternate run by
  * run. Nothing here asserts on time. */
@@ -606,6 +607,8 @@ int main(int argc, char **argv) {
     printf("BLAS: %s\n", bi.blas);
     bench_compare(cmp_b, cmp_t, reps);
     if (cmp_only) return 0;
+    /* the rest measures one thread's CPU time: keep the kernels on the calling thread */
+    set_threads(1);
     for (int i = 0; i < ntok; i++) {
         const int T = tokens[i] < TMAX ? tokens[i] : TMAX, B = tokens[i] / T;
         printf("\n== B*T = %d (B %d, T %d)\n", tokens[i], B, T);
