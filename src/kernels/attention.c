@@ -49,12 +49,52 @@ tpar_status tpar_check_attention(int B, int T, int C, int NH, tpar_err_t *err) {
 
 /* ---- the block products -------------------------------------------------------------------- */
 
+#ifdef __AVX512F__
+/* r[0..15] (16 rows of 16 floats) transposed in registers: afterwards r[j][i] = old r[i][j].
+ * Unpacks pair rows (stages 1-2: lane L of u[k] holds rows 4m..4m+3 of column 4L+k), then
+ * 128-bit lane shuffles gather each column's four row groups (stages 3-4). */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int m = 0; m < 16; m += 4) {
+        u[m + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[m]), _mm512_castps_pd(t[m + 2])));
+        u[m + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[m]), _mm512_castps_pd(t[m + 2])));
+        u[m + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[m + 1]), _mm512_castps_pd(t[m + 3])));
+        u[m + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[m + 1]), _mm512_castps_pd(t[m + 3])));
+    }
+    for (int k = 0; k < 4; k++) {
+        const __m512 vA = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), vB = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);
+        const __m512 wA = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+        const __m512 wB = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_f32x4(vA, wA, 0x88);
+        r[4 + k] = _mm512_shuffle_f32x4(vB, wB, 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(vA, wA, 0xDD);
+        r[12 + k] = _mm512_shuffle_f32x4(vB, wB, 0xDD);
+    }
+}
+#endif
+
 /* xT (hc, QB) = alpha * x[r, c0 + c] for the block's nq rows, zero lanes for r >= nq. */
 static void pack_t(float *restrict xT, const float *restrict x, int ldx, int nq, int hc, float alpha) {
+    int r0 = 0;
+#ifdef __AVX512F__
+    if (hc == 16) { /* whole groups of 16 rows: a register transpose instead of 256 strided copies */
+        const __m512 va = _mm512_set1_ps(alpha);
+        for (; r0 + 16 <= nq; r0 += 16) {
+            __m512 rows[16];
+            for (int i = 0; i < 16; i++) rows[i] = _mm512_mul_ps(va, _mm512_loadu_ps(x + (size_t)(r0 + i) * ldx));
+            transpose16(rows);
+            for (int c = 0; c < 16; c++) _mm512_storeu_ps(xT + c * QB + r0, rows[c]);
+        }
+    }
+#endif
     for (int c = 0; c < hc; c++) {
         float *d = xT + c * QB;
-        for (int r = 0; r < nq; r++) d[r] = alpha * x[(size_t)r * ldx + c];
-        for (int r = nq; r < QB; r++) d[r] = 0.0f;
+        for (int r = r0; r < nq; r++) d[r] = alpha * x[(size_t)r * ldx + c];
+        for (int r = nq > r0 ? nq : r0; r < QB; r++) d[r] = 0.0f;
     }
 }
 
@@ -69,6 +109,8 @@ static void rank_update_lanes(float *restrict ST, int n, const float *restrict a
             for (int v = 0; v < 4; v++)
                 acc[i][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(ST + (size_t)(j + i) * QB + 16 * v);
         const float *a0 = a + (size_t)j * lda;
+        /* the rows of a are far apart (3C floats): fetch the next tile's line of each */
+        for (int i = 4; i < 8 && j + i < n; i++) _mm_prefetch((const char *)(a0 + (size_t)i * lda), _MM_HINT_T0);
         for (int c = 0; c < hc; c++) {
             __m512 x[4];
             for (int v = 0; v < 4; v++) x[v] = _mm512_loadu_ps(xT + c * QB + 16 * v);
