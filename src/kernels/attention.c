@@ -21,6 +21,7 @@
  * result is bitwise the same for any thread count. Thread 0 uses the caller's scratch;
  * the others get theirs from one allocation per call (if that fails, one thread runs). */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "kmath.h"
@@ -312,7 +313,11 @@ static int attention_threads(size_t per, int pairs, double flops, float **extra)
     int nth = kthreads();
     if (nth > pairs) nth = pairs;
     if (nth <= 1 || flops < 4e6) return 1;
-    *extra = tpar_calloc_aligned((size_t)(nth - 1) * per, sizeof(float));
+    /* not zeroed (tpar_calloc_aligned would clear it on one thread, every call): each
+     * scratch entry is written before it is read */
+    size_t bytes;
+    if (tpar_mul_size((size_t)(nth - 1) * sizeof(float), per, &bytes) != 0 || bytes > SIZE_MAX - 63) return 1;
+    *extra = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     return *extra ? nth : 1;
 }
 
@@ -336,7 +341,7 @@ void tpar_attention_forward(float *out, float *lse, const float *qkv, float *scr
             attention_head_forward(o, l, q, q + C, q + 2 * C, ST, T, C, hs, ld, scale);
         }
     }
-    tpar_free(extra);
+    free(extra);
 }
 
 /* ---- backward ------------------------------------------------------------------------------ */
@@ -406,5 +411,5 @@ void tpar_attention_backward(float *dqkv, const float *dout, const float *qkv, c
                                     lse + (size_t)bh * T, PT, dST, D, T, C, hs, ld, scale);
         }
     }
-    tpar_free(extra);
+    free(extra);
 }
