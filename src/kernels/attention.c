@@ -99,30 +99,52 @@ static void pack_t(float *restrict xT, const float *restrict x, int ldx, int nq,
     }
 }
 
-/* ST[j, :] (=, or += unless first) sum_{c < hc} a[j, c] * xT[c, :] for j < n; a (n, hc) row stride lda. */
+#ifdef __AVX512F__
+/* Key rows j .. j+3 of rank_update_lanes, lane vectors VS..3 (the vectors below VS are all
+ * causally masked lanes in these rows and are neither computed nor stored). VS is a
+ * constant at every call, so acc stays in registers. */
+static inline __attribute__((always_inline)) void lanes_tile(float *restrict ST, int j, int n,
+                                                             const float *restrict a, int lda,
+                                                             const float *restrict xT, int hc, int first,
+                                                             const int VS) {
+    __m512 acc[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int v = VS; v < 4; v++)
+            acc[i][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(ST + (size_t)(j + i) * QB + 16 * v);
+    const float *a0 = a + (size_t)j * lda;
+    /* the rows of a are far apart (3C floats): fetch the next tile's line of each */
+    for (int i = 4; i < 8 && j + i < n; i++) _mm_prefetch((const char *)(a0 + (size_t)i * lda), _MM_HINT_T0);
+    for (int c = 0; c < hc; c++) {
+        __m512 x[4];
+        for (int v = VS; v < 4; v++) x[v] = _mm512_loadu_ps(xT + c * QB + 16 * v);
+        for (int i = 0; i < 4; i++) {
+            const __m512 ai = _mm512_set1_ps(a0[(size_t)i * lda + c]);
+            for (int v = VS; v < 4; v++) acc[i][v] = _mm512_fmadd_ps(ai, x[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int v = VS; v < 4; v++) _mm512_storeu_ps(ST + (size_t)(j + i) * QB + 16 * v, acc[i][v]);
+}
+#endif
+
+/* ST[j, :] (=, or += unless first) sum_{c < hc} a[j, c] * xT[c, :] for j < n; a (n, hc) row
+ * stride lda. Lanes r < j - i0 of row j are causally masked (query i0 + r does not see key
+ * j): whole vectors of them may be left unwritten, and readers must mask them. */
 static void rank_update_lanes(float *restrict ST, int n, const float *restrict a, int lda, const float *restrict xT,
-                              int hc, int first) {
+                              int hc, int first, int i0) {
     int j = 0;
 #ifdef __AVX512F__
     for (; j + 4 <= n; j += 4) { /* 4 key rows x 64 lanes: 16 accumulators */
-        __m512 acc[4][4];
-        for (int i = 0; i < 4; i++)
-            for (int v = 0; v < 4; v++)
-                acc[i][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(ST + (size_t)(j + i) * QB + 16 * v);
-        const float *a0 = a + (size_t)j * lda;
-        /* the rows of a are far apart (3C floats): fetch the next tile's line of each */
-        for (int i = 4; i < 8 && j + i < n; i++) _mm_prefetch((const char *)(a0 + (size_t)i * lda), _MM_HINT_T0);
-        for (int c = 0; c < hc; c++) {
-            __m512 x[4];
-            for (int v = 0; v < 4; v++) x[v] = _mm512_loadu_ps(xT + c * QB + 16 * v);
-            for (int i = 0; i < 4; i++) {
-                const __m512 ai = _mm512_set1_ps(a0[(size_t)i * lda + c]);
-                for (int v = 0; v < 4; v++) acc[i][v] = _mm512_fmadd_ps(ai, x[v], acc[i][v]);
-            }
+        const int vs = j > i0 ? (j - i0) / 16 : 0; /* row j's lanes below 16 vs are all masked */
+        switch (vs) {
+        case 0: lanes_tile(ST, j, n, a, lda, xT, hc, first, 0); break;
+        case 1: lanes_tile(ST, j, n, a, lda, xT, hc, first, 1); break;
+        case 2: lanes_tile(ST, j, n, a, lda, xT, hc, first, 2); break;
+        default: lanes_tile(ST, j, n, a, lda, xT, hc, first, 3); break;
         }
-        for (int i = 0; i < 4; i++)
-            for (int v = 0; v < 4; v++) _mm512_storeu_ps(ST + (size_t)(j + i) * QB + 16 * v, acc[i][v]);
     }
+#else
+    (void)i0;
 #endif
     for (; j < n; j++) {
         float acc[QB];
@@ -254,14 +276,15 @@ static void rank_rows(float *restrict out, size_t ldo, const float *restrict a, 
 }
 
 /* ST (kend, QB) = scale * x_blk k^T, transposed: ST[j, r] = scale * x[r, :] . kk[j, :] for
- * the nq rows of the block (lanes r >= nq hold 0). x and kk have row strides ldx and ld. */
-static void scores_t(float *ST, const float *x, int ldx, const float *kk, int ld, int nq, int kend, int hs,
+ * the nq rows of the block starting at query i0 (lanes r >= nq hold 0; causally masked
+ * lanes, r < j - i0, may hold anything). x and kk have row strides ldx and ld. */
+static void scores_t(float *ST, const float *x, int ldx, const float *kk, int ld, int i0, int nq, int kend, int hs,
                      float scale) {
     _Alignas(64) float xT[HC * QB];
     for (int c0 = 0; c0 < hs; c0 += HC) {
         const int hc = hs - c0 < HC ? hs - c0 : HC;
         pack_t(xT, x + c0, ldx, nq, hc, scale);
-        rank_update_lanes(ST, kend, kk + c0, ld, xT, hc, c0 == 0);
+        rank_update_lanes(ST, kend, kk + c0, ld, xT, hc, c0 == 0, i0);
     }
 }
 
@@ -272,7 +295,7 @@ static void attention_head_forward(float *o, float *l, const float *q, const flo
                                    int T, int C, int hs, int ld, float scale) {
     for (int i0 = 0; i0 < T; i0 += QB) {
         const int nq = T - i0 < QB ? T - i0 : QB, kend = i0 + nq;
-        scores_t(ST, q + (size_t)i0 * ld, ld, k, ld, nq, kend, hs, scale);
+        scores_t(ST, q + (size_t)i0 * ld, ld, k, ld, i0, nq, kend, hs, scale);
         // lane r (query i0 + r) sees keys j <= i0 + r: all of j < i0, a triangle after
         float mx[QB], sum[QB], inv[QB];
 #pragma omp simd
@@ -353,9 +376,9 @@ static void attention_head_backward(float *dq, float *dk, float *dv, const float
         const int nq = T - i0 < QB ? T - i0 : QB, kend = i0 + nq;
         const float *qb = q + (size_t)i0 * ld, *dOb = dO + (size_t)i0 * C;
         // PT (kend, QB) = exp(scale q k^T - lse)^T, recomputed exactly as in forward
-        scores_t(PT, qb, ld, k, ld, nq, kend, hs, scale);
+        scores_t(PT, qb, ld, k, ld, i0, nq, kend, hs, scale);
         // dST (kend, QB) = (dO v^T)^T: dP, for now
-        scores_t(dST, dOb, C, v, ld, nq, kend, hs, 1.0f);
+        scores_t(dST, dOb, C, v, ld, i0, nq, kend, hs, 1.0f);
         float li[QB];
         for (int r = 0; r < QB; r++) {
             li[r] = r < nq ? l[i0 + r] : 0.0f;
@@ -375,7 +398,7 @@ static void attention_head_backward(float *dq, float *dk, float *dv, const float
                 const int live = r >= rmin && r < nq;
                 const float pj = live ? kexp(p[r] - li[r]) : 0.0f;
                 p[r] = pj;
-                ds[r] = pj * (ds[r] - D[r]); // d loss / d (scaled score)
+                ds[r] = live ? pj * (ds[r] - D[r]) : 0.0f; // d loss / d (scaled score); masked: exactly 0
             }
         }
         // dv[0 : kend] (kend, hs) += P^T (kend, nq) @ dO (nq, hs)
