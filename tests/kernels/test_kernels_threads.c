@@ -198,7 +198,11 @@ static void run_attention(void *p, float *res) {
     const size_t n1 = (size_t)c->B * c->T * c->C, n3 = 3 * n1, nl = (size_t)c->B * c->NH * c->T;
     float *out = res, *lse = out + n1, *dqkv = lse + nl;
     memcpy(dqkv, c->g0, n3 * sizeof(float));
+    /* scratch starts as NaNs (0xFF bytes): nothing the kernels leave unwritten (causally
+     * masked lanes) may reach a result */
+    memset(c->scratch, 0xFF, tpar_attention_scratch_floats(c->T) * sizeof(float));
     tpar_attention_forward(out, lse, c->qkv, c->scratch, c->B, c->T, c->C, c->NH);
+    memset(c->scratch, 0xFF, tpar_attention_scratch_floats(c->T) * sizeof(float));
     tpar_attention_backward(dqkv, c->dy, c->qkv, out, lse, c->scratch, c->B, c->T, c->C, c->NH);
 }
 
