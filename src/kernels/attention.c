@@ -169,11 +169,15 @@ static inline __attribute__((always_inline)) void rank_rows_tile(float *restrict
                                                                  const float *restrict a, size_t ars, size_t acs,
                                                                  int klo, int khi, const float *restrict b, size_t ldb,
                                                                  const float *rs, float alpha, int accumulate,
-                                                                 int i0, int c, const int RR, const int NV,
+                                                                 int M, int i0, int c, const int RR, const int NV,
                                                                  __mmask16 last) {
     __m512 acc[4][4];
     for (int i = 0; i < RR; i++)
         for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    if (accumulate) /* the next tile's output rows are far apart (3C floats): fetch them now */
+        for (int i = 0; i < RR && i0 + RR + i < M; i++)
+            for (int v = 0; v < NV; v++)
+                _mm_prefetch((const char *)(out + (size_t)(i0 + RR + i) * ldo + c + 16 * v), _MM_HINT_T0);
     for (int k = klo; k < khi; k++) {
         const float *bk = b + (size_t)k * ldb + c;
         __m512 x[4];
@@ -224,11 +228,11 @@ static void rank_rows(float *restrict out, size_t ldo, const float *restrict a, 
             int i = 0;
             for (; i + 4 <= M; i += 4) {
                 k_range(mode, i0, i, 4, K, &klo, &khi);
-                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, i, c, 4, 4, 0xFFFF);
+                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, M, i, c, 4, 4, 0xFFFF);
             }
             for (; i < M; i++) {
                 k_range(mode, i0, i, 1, K, &klo, &khi);
-                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, i, c, 1, 4, 0xFFFF);
+                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, M, i, c, 1, 4, 0xFFFF);
             }
             c += 64;
         } else {
@@ -237,11 +241,11 @@ static void rank_rows(float *restrict out, size_t ldo, const float *restrict a, 
             int i = 0;
             for (; i + 4 <= M; i += 4) {
                 k_range(mode, i0, i, 4, K, &klo, &khi);
-                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, i, c, 4, 1, m);
+                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, M, i, c, 4, 1, m);
             }
             for (; i < M; i++) {
                 k_range(mode, i0, i, 1, K, &klo, &khi);
-                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, i, c, 1, 1, m);
+                rank_rows_tile(out, ldo, a, ars, acs, klo, khi, b, ldb, rs, alpha, accumulate, M, i, c, 1, 1, m);
             }
             c += w;
         }
