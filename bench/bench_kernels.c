@@ -1,10 +1,14 @@
 /* bench_kernels: the kernels at GPT-2 small shapes (hidden 768, 12 heads, ffn 3072,
  * vocab 50304) on one rank with one OpenBLAS thread.
  *
- *   bench_kernels [--tokens N[,N...]] [--reps R] [--wall]
- *   (default tokens 256,1024,2048; reps 5; clock: this thread's CPU time)
+ *   bench_kernels [--compare B,T] [--compare-only] [--tokens N[,N...]] [--reps R] [--wall]
+ *   (default compare 8,256; tokens 256,1024,2048; reps 5; clock: this thread's CPU time)
  *
- * For each token count B*T (T = min(B*T, 1024)) it prints:
+ * First, at B x T (GPT-2 124M's B 8, T 256 by default), every non-GEMM kernel in its
+ * previous version (bench_kernels_prev.c, the code before issue #13's vectorisation and
+ * threading) and its current one on 1 and on all OpenMP threads, side by side, with the
+ * ratios (wall clock). --compare-only stops there. Then,
+ * for each token count B*T (T = min(B*T, 1024)) it prints:
  *   1. a transformer block forward + backward as a sequence of kernels (layernorm, QKV
  *      GEMM, attention, output GEMM, bias+dropout+residual, layernorm, fc GEMM, bias+GELU,
  *      proj GEMM, bias+dropout+residual, and the backward of each, plus zeroing the
@@ -14,8 +18,9 @@
  *      and the ratio), forward and both backward GEMMs;
  *   3. fused kernels against the same work done unfused, side by side;
  *   4. kernels outside the block: embedding, fused softmax + cross-entropy, AdamW.
- * Times are the minimum over the repetitions of this thread's CPU time (the kernels and
- * OpenBLAS with one thread all run on the calling thread): on a shared machine that
+ * Times are the minimum over the repetitions of this thread's CPU time (after the
+ * comparison, the kernels run on one OpenMP thread, and OpenBLAS with one thread, all on
+ * the calling thread): on a shared machine that
  * leaves out the time the process waits for a core, which wall-clock minima do not fully
  * do. --wall uses the monotonic wall clock instead. Side-by-side pairs alternate run by
  * run. Nothing here asserts on time. */
@@ -26,7 +31,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_kernels_prev.h"
 #include "tpar/kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 enum { C = 768, NH = 12, FF = 3072, VOCAB = 50257, VP = 50304, TMAX = 1024 };
 
@@ -46,6 +56,190 @@ static float *alloc_rand(size_t n, uint64_t seed) {
     }
     for (size_t i = 0; i < n; i++) p[i] = ((float)(tpar_rng_u32(seed, i) >> 8) / 16777216.0f - 0.5f) * 0.2f;
     return p;
+}
+
+/* ---- new vs previous kernels --------------------------------------------------------------- */
+
+/* Every non-GEMM kernel at the model's shapes, in three versions run alternately: the
+ * previous implementation (bench_kernels_prev.c: the kernels before vectorisation and
+ * threading, one thread), the current one on one thread, and the current one on the
+ * rank's OpenMP threads. The one-thread columns use this bench's clock (thread CPU time:
+ * robust on a shared machine; --wall for wall clock), the threaded one wall clock (the
+ * only fair clock for threads, and the one a loaded machine hurts most). */
+typedef struct {
+    int B, T, N;
+    int *tok;
+    float *x, *out, *mean, *rstd, *lnw, *lnb, *dy, *dx, *dw, *db, *res, *dres;
+    float *h, *hout, *dh, *dhin, *bfc, *dbfc;
+    float *sm, *smo, *smd, *smdx;
+    float *qkv, *att, *lse, *dqkv, *scratch;
+    float *wte, *wpe, *dwte, *dwpe, *logits;
+    float *pp, *gg, *mm, *vv;
+    size_t np;
+} cmp_t;
+
+typedef struct {
+    const char *name;
+    const char *shape;
+    double work; /* bytes moved, or FLOPs when flops is set */
+    int flops;
+} cmp_kernel_t;
+
+enum { K_LN_F, K_LN_B, K_BG_F, K_BG_B, K_RES_F, K_BDR_F, K_BDR_B, K_SM_F, K_SM_B, K_AT_F, K_AT_B, K_EM_F, K_EM_B,
+       K_XE, K_AW, K_COUNT };
+
+static void cmp_run(cmp_t *c, int k, int prev) {
+    const int B = c->B, T = c->T, N = c->N;
+    const size_t nc = (size_t)N * C;
+    const int rows = B * NH * T;
+    tpar_err_t err = {0};
+    tpar_status st = TPAR_OK;
+    float l;
+    const tpar_adamw_t cfg = {3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    switch (k) {
+    case K_LN_F:
+        (prev ? prev_layernorm_forward : tpar_layernorm_forward)(c->out, c->mean, c->rstd, c->x, c->lnw, c->lnb, N, C);
+        break;
+    case K_LN_B:
+        (prev ? prev_layernorm_backward : tpar_layernorm_backward)(c->dx, c->dw, c->db, c->dy, c->x, c->lnw, c->mean,
+                                                                   c->rstd, N, C);
+        break;
+    case K_BG_F: (prev ? prev_bias_gelu_forward : tpar_bias_gelu_forward)(c->hout, c->h, c->bfc, N, FF); break;
+    case K_BG_B:
+        (prev ? prev_bias_gelu_backward : tpar_bias_gelu_backward)(c->dhin, c->dbfc, c->h, c->bfc, c->dh, N, FF);
+        break;
+    case K_RES_F: (prev ? prev_residual_forward : tpar_residual_forward)(c->out, c->x, c->res, nc); break;
+    case K_BDR_F:
+        (prev ? prev_bias_dropout_residual_forward : tpar_bias_dropout_residual_forward)(c->out, c->x, c->lnb, c->res, N,
+                                                                                         C, 0.1f, 7, 0);
+        break;
+    case K_BDR_B:
+        (prev ? prev_bias_dropout_residual_backward : tpar_bias_dropout_residual_backward)(c->dx, c->db, c->dres, c->dy,
+                                                                                           N, C, 0.1f, 7, 0);
+        break;
+    case K_SM_F: (prev ? prev_softmax_forward : tpar_softmax_forward)(c->smo, c->sm, rows, T); break;
+    case K_SM_B: (prev ? prev_softmax_backward : tpar_softmax_backward)(c->smdx, c->smd, c->smo, rows, T); break;
+    case K_AT_F:
+        (prev ? prev_attention_forward : tpar_attention_forward)(c->att, c->lse, c->qkv, c->scratch, B, T, C, NH);
+        break;
+    case K_AT_B:
+        (prev ? prev_attention_backward : tpar_attention_backward)(c->dqkv, c->dy, c->qkv, c->att, c->lse, c->scratch,
+                                                                   B, T, C, NH);
+        break;
+    case K_EM_F:
+        st = (prev ? prev_embedding_forward : tpar_embedding_forward)(c->out, c->tok, c->wte, c->wpe, B, T, C, VOCAB, 0,
+                                                                       VOCAB, &err);
+        break;
+    case K_EM_B:
+        (prev ? prev_embedding_backward : tpar_embedding_backward)(c->dwte, c->dwpe, c->dy, c->tok, B, T, C, 0, VOCAB);
+        break;
+    case K_XE: /* in place: later runs see the previous dlogits as logits, which costs the same */
+        st = (prev ? prev_xent_forward_backward : tpar_xent_forward_backward)(&l, c->logits, c->logits, c->tok, N,
+                                                                               VOCAB, VP, -1, 1.0f, &err);
+        break;
+    case K_AW:
+        st = (prev ? prev_adamw_update : tpar_adamw_update)(c->pp, c->gg, c->mm, c->vv, c->np, &cfg, 1, &err);
+        break;
+    }
+    if (st != TPAR_OK) {
+        fprintf(stderr, "bench_kernels: %s\n", err.msg);
+        exit(1);
+    }
+}
+
+static void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+static void bench_compare(int B, int T, int reps) {
+    cmp_t c = {0};
+    c.B = B, c.T = T, c.N = B * T;
+    const int N = c.N, rows = B * NH * T, hs = C / NH;
+    const size_t nc = (size_t)N * C, nf = (size_t)N * FF, ns = (size_t)rows * T;
+    c.tok = malloc((size_t)N * sizeof *c.tok);
+    if (!c.tok) exit(1);
+    for (int i = 0; i < N; i++) c.tok[i] = (int)(tpar_rng_u32(9, (uint64_t)i) % VOCAB);
+    c.x = alloc_rand(nc, 30), c.out = alloc_rand(nc, 0), c.mean = alloc_rand(N, 0), c.rstd = alloc_rand(N, 0);
+    c.lnw = alloc_rand(C, 31), c.lnb = alloc_rand(C, 32), c.dy = alloc_rand(nc, 33), c.dx = alloc_rand(nc, 0);
+    c.dw = alloc_rand(C, 0), c.db = alloc_rand(C, 0), c.res = alloc_rand(nc, 34), c.dres = alloc_rand(nc, 0);
+    c.h = alloc_rand(nf, 35), c.hout = alloc_rand(nf, 0), c.dh = alloc_rand(nf, 36), c.dhin = alloc_rand(nf, 0);
+    c.bfc = alloc_rand(FF, 37), c.dbfc = alloc_rand(FF, 0);
+    c.sm = alloc_rand(ns, 38), c.smo = alloc_rand(ns, 0), c.smd = alloc_rand(ns, 39), c.smdx = alloc_rand(ns, 0);
+    c.qkv = alloc_rand(3 * nc, 40), c.att = alloc_rand(nc, 0), c.lse = alloc_rand((size_t)B * NH * T, 0);
+    c.dqkv = alloc_rand(3 * nc, 0), c.scratch = alloc_rand(tpar_attention_scratch_floats(T), 0);
+    c.wte = alloc_rand((size_t)VP * C, 41), c.wpe = alloc_rand((size_t)T * C, 42);
+    c.dwte = alloc_rand((size_t)VP * C, 0), c.dwpe = alloc_rand((size_t)T * C, 0);
+    c.logits = alloc_rand((size_t)N * VP, 43);
+    for (size_t i = 0; i < (size_t)N * VP; i++) c.logits[i] *= 50.0f; /* logits of a few units */
+    c.np = (size_t)12 * C * C + 13 * C; /* one block's parameters */
+    c.pp = alloc_rand(c.np, 44), c.gg = alloc_rand(c.np, 45), c.mm = alloc_rand(c.np, 0), c.vv = alloc_rand(c.np, 0);
+
+    char s_nc[32], s_nf[32], s_sm[32], s_at[48], s_xe[32], s_aw[32];
+    snprintf(s_nc, sizeof s_nc, "(%d, %d)", N, C);
+    snprintf(s_nf, sizeof s_nf, "(%d, %d)", N, FF);
+    snprintf(s_sm, sizeof s_sm, "(%d, %d)", rows, T);
+    snprintf(s_at, sizeof s_at, "B%d T%d NH%d hs%d", B, T, NH, hs);
+    snprintf(s_xe, sizeof s_xe, "(%d, %d)", N, VP);
+    snprintf(s_aw, sizeof s_aw, "%zu", c.np);
+    const double f4 = 4.0, causal = (double)B * NH * T * (T + 1) * hs; /* one causal product: 2 T(T+1)/2 hs */
+    const cmp_kernel_t ks[K_COUNT] = {
+        {"layernorm fwd", s_nc, 2 * nc * f4, 0},
+        {"layernorm bwd (dx, dw, db)", s_nc, 4 * nc * f4, 0},
+        {"bias+GELU fwd", s_nf, 2 * nf * f4, 0},
+        {"bias+GELU bwd (dx, dbias)", s_nf, 4 * nf * f4, 0},
+        {"residual fwd", s_nc, 3 * nc * f4, 0},
+        {"bias+dropout+residual fwd", s_nc, 3 * nc * f4, 0},
+        {"bias+dropout+residual bwd", s_nc, 5 * nc * f4, 0},
+        {"softmax fwd (attention rows)", s_sm, 2 * ns * f4, 0},
+        {"softmax bwd", s_sm, 4 * ns * f4, 0},
+        {"attention fwd (2 products)", s_at, 2 * causal, 1},
+        {"attention bwd (5 products)", s_at, 5 * causal, 1},
+        {"embedding fwd (tokens + pos)", s_nc, 3 * nc * f4, 0},
+        {"embedding bwd", s_nc, 5 * nc * f4, 0},
+        {"softmax+xent fused, in place", s_xe, 2.0 * N * VP * f4, 0},
+        {"AdamW (one block's params)", s_aw, 7.0 * c.np * f4, 0},
+    };
+#ifdef _OPENMP
+    const int nth = omp_get_max_threads();
+#else
+    const int nth = 1;
+#endif
+    printf("\n== kernels: previous (before #13: scalar/auto-vectorised, 1 thread, attention via OpenBLAS sgemm)\n"
+           "   vs now (vectorised, register-tiled attention) on 1 and on %d OpenMP threads; B %d T %d;\n"
+           "   min of %d alternating runs (1 thread: %s; %d threads: wall clock);\n"
+           "   rate = GB/s moved (GF/s for attention) by the new code on %d threads\n",
+           nth, B, T, reps, use_wall ? "wall clock" : "thread CPU time", nth, nth);
+    printf("  %-30s %-20s %9s %9s %9s %9s %7s %7s\n", "kernel", "shape", "prev ms", "new@1 ms", "new@N ms",
+           "rate@N", "x@1", "x@N");
+    double tot[3] = {0, 0, 0};
+    for (int k = 0; k < K_COUNT; k++) {
+        double best[3] = {1e30, 1e30, 1e30};
+        for (int r = 0; r <= reps; r++)
+            for (int v = 0; v < 3; v++) {
+                set_threads(v == 2 ? nth : 1);
+                /* one thread: this bench's clock (thread CPU time unless --wall); threads: wall */
+                double t0 = v == 2 ? tpar_now() : now();
+                cmp_run(&c, k, v == 0);
+                double t = (v == 2 ? tpar_now() : now()) - t0;
+                if (r > 0 && t < best[v]) best[v] = t; /* r = 0: warm-up */
+            }
+        for (int v = 0; v < 3; v++) tot[v] += best[v];
+        printf("  %-30s %-20s %9.3f %9.3f %9.3f %8.1f%s %7.2f %7.2f\n", ks[k].name, ks[k].shape, best[0] * 1e3,
+               best[1] * 1e3, best[2] * 1e3, ks[k].work / best[2] * 1e-9, ks[k].flops ? "F" : "G",
+               best[0] / best[1], best[0] / best[2]);
+    }
+    set_threads(nth);
+    printf("  %-30s %-20s %9.3f %9.3f %9.3f %9s %7.2f %7.2f\n", "sum", "", tot[0] * 1e3, tot[1] * 1e3, tot[2] * 1e3,
+           "", tot[0] / tot[1], tot[0] / tot[2]);
+    float *f[] = {c.x, c.out, c.mean, c.rstd, c.lnw, c.lnb, c.dy, c.dx, c.dw, c.db, c.res, c.dres, c.h, c.hout,
+                  c.dh, c.dhin, c.bfc, c.dbfc, c.sm, c.smo, c.smd, c.smdx, c.qkv, c.att, c.lse, c.dqkv, c.scratch,
+                  c.wte, c.wpe, c.dwte, c.dwpe, c.logits, c.pp, c.gg, c.mm, c.vv};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) tpar_free(f[i]);
+    free(c.tok);
 }
 
 /* ---- the block ---------------------------------------------------------------------------- */
@@ -173,51 +367,6 @@ static void block_fwd_bwd(block_t *b, steps_t *s, int B, int T) {
     step(s, "qkv GEMM bwd", CAT_GEMM);
     tpar_layernorm_backward(dx, dln1w, dln1b, dln1, b->x, b->ln1w, b->m1, b->r1, N, C);
     step(s, "ln1 bwd", CAT_OTHER);
-}
-
-/* The sgemm calls of tpar_attention_forward + backward alone, same tiles and shapes (see
- * src/kernels/attention.c): what attention would cost if its softmax, masking and row
- * sums were free. Attention time minus this is its non-GEMM part. */
-static void attention_gemms_only(block_t *b, float *dqkv, float *datty, int B, int T) {
-    const int hs = C / NH, ld = 3 * C, QB = TPAR_ATTENTION_BLOCK;
-    float *P = b->scratch, *dS = b->scratch + (size_t)QB * T;
-    for (int bb = 0; bb < B; bb++)
-        for (int h = 0; h < NH; h++) {
-            const size_t qoff = (size_t)bb * T * ld + (size_t)h * hs, ooff = (size_t)bb * T * C + (size_t)h * hs;
-            const float *q = b->qkv + qoff, *k = q + C, *v = q + 2 * C;
-            float *dq = dqkv + qoff, *dk = dq + C, *dv = dq + 2 * C, *o = b->atty + ooff;
-            const float *dO = datty + ooff;
-            for (int i0 = 0; i0 < T; i0 += QB) {
-                const int nq = T - i0 < QB ? T - i0 : QB, kend = i0 + nq;
-                const float *qb = q + (size_t)i0 * ld, *dOb = dO + (size_t)i0 * C;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kend, hs, 1.0f, qb, ld, k, ld, 0.0f, P, kend);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, kend, 1.0f, P, kend, v, ld, 0.0f,
-                            o + (size_t)i0 * C, C);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kend, hs, 1.0f, qb, ld, k, ld, 0.0f, P, kend);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kend, hs, 1.0f, dOb, C, v, ld, 0.0f, dS, kend);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kend, hs, nq, 1.0f, P, kend, dOb, C, 1.0f, dv, ld);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, kend, 1.0f, dS, kend, k, ld, 1.0f,
-                            dq + (size_t)i0 * ld, ld);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kend, hs, nq, 1.0f, dS, kend, qb, ld, 1.0f, dk, ld);
-            }
-        }
-}
-
-typedef struct {
-    block_t *b;
-    float *dqkv, *datty;
-    int B, T, gemms_only;
-} attn_arg_t;
-
-static void attn_run(void *p) {
-    attn_arg_t *a = p;
-    block_t *b = a->b;
-    if (a->gemms_only) {
-        attention_gemms_only(b, a->dqkv, a->datty, a->B, a->T);
-        return;
-    }
-    tpar_attention_forward(b->atty, b->lse, b->qkv, b->scratch, a->B, a->T, C, NH);
-    tpar_attention_backward(a->dqkv, a->datty, b->qkv, b->atty, b->lse, b->scratch, a->B, a->T, C, NH);
 }
 
 static void block_free(block_t *b) {
@@ -422,9 +571,16 @@ static void bench_other(int B, int T, int reps) {
 }
 
 int main(int argc, char **argv) {
-    int tokens[8] = {256, 1024, 2048}, ntok = 3, reps = 5;
+    int tokens[8] = {256, 1024, 2048}, ntok = 3, reps = 5, cmp_b = 8, cmp_t = 256, cmp_only = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+        if (!strcmp(argv[i], "--compare-only")) {
+            cmp_only = 1;
+        } else if (!strcmp(argv[i], "--compare") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%d,%d", &cmp_b, &cmp_t) != 2 || cmp_b < 1 || cmp_t < 1 || cmp_t > TMAX) {
+                fprintf(stderr, "bench_kernels: --compare B,T with B >= 1, 1 <= T <= %d\n", TMAX);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--wall")) {
             use_wall = 1;
@@ -432,7 +588,8 @@ int main(int argc, char **argv) {
             ntok = 0;
             for (char *s = strtok(argv[++i], ","); s && ntok < 8; s = strtok(NULL, ",")) tokens[ntok++] = atoi(s);
         } else {
-            fprintf(stderr, "usage: bench_kernels [--tokens N[,N...]] [--reps R] [--wall]\n");
+            fprintf(stderr, "usage: bench_kernels [--compare B,T] [--compare-only] [--tokens N[,N...]] [--reps R] "
+                            "[--wall]\n");
             return 2;
         }
     }
@@ -448,6 +605,10 @@ int main(int argc, char **argv) {
     printf("bench_kernels: GPT-2 small shapes (C %d, %d heads, ffn %d), 1 BLAS thread, min of %d reps, %s\n", C,
            NH, FF, reps, use_wall ? "wall clock" : "thread CPU time");
     printf("BLAS: %s\n", bi.blas);
+    bench_compare(cmp_b, cmp_t, reps);
+    if (cmp_only) return 0;
+    /* the rest measures one thread's CPU time: keep the kernels on the calling thread */
+    set_threads(1);
     for (int i = 0; i < ntok; i++) {
         const int T = tokens[i] < TMAX ? tokens[i] : TMAX, B = tokens[i] / T;
         printf("\n== B*T = %d (B %d, T %d)\n", tokens[i], B, T);
@@ -465,14 +626,6 @@ int main(int argc, char **argv) {
             }
             total = t < total ? t : total;
         }
-        /* attention whole vs its sgemm calls alone, side by side on the block's buffers */
-        attn_arg_t at = {&b, alloc_rand((size_t)B * T * 3 * C, 0), alloc_rand((size_t)B * T * C, 15), B, T, 0};
-        attn_arg_t ag = at;
-        ag.gemms_only = 1;
-        double attn_t[2];
-        time_pair(reps, attn_run, &at, &ag, attn_t);
-        tpar_free(at.dqkv);
-        tpar_free(at.datty);
         double cat[3] = {0, 0, 0}, sum = 0;
         printf("  %-20s %-10s %10s %7s\n", "block step", "kind", "ms", "share");
         for (int k = 0; k < s.n; k++) sum += s.best[k];
@@ -485,15 +638,9 @@ int main(int argc, char **argv) {
                total * 1e3);
         printf("  share of block time: GEMM %.1f%%, attention %.1f%%, other (non-GEMM kernels) %.1f%%\n",
                100 * cat[CAT_GEMM] / sum, 100 * cat[CAT_ATTN] / sum, 100 * cat[CAT_OTHER] / sum);
-        const double attn_frac = attn_t[0] > attn_t[1] ? 1.0 - attn_t[1] / attn_t[0] : 0.0;
-        const double attn_other = cat[CAT_ATTN] * attn_frac;
-        printf("  attention fwd+bwd alone %.3f ms, its sgemm calls alone %.3f ms (side by side): %.1f%% of\n"
-               "  attention is not GEMM\n",
-               attn_t[0] * 1e3, attn_t[1] * 1e3, 100 * attn_frac);
-        printf("  NON-GEMM SHARE of block fwd+bwd: %.1f%% (other kernels + attention minus its sgemms)\n"
-               "    bounds: %.1f%% (attention all GEMM) .. %.1f%% (attention all non-GEMM)\n",
-               100 * (cat[CAT_OTHER] + attn_other) / sum, 100 * cat[CAT_OTHER] / sum,
-               100 * (cat[CAT_OTHER] + cat[CAT_ATTN]) / sum);
+        printf("  NON-GEMM SHARE of block fwd+bwd: %.1f%% without attention, %.1f%% with it (attention's block\n"
+               "    products are our own register-tiled loops, not GEMM calls)\n",
+               100 * cat[CAT_OTHER] / sum, 100 * (cat[CAT_OTHER] + cat[CAT_ATTN]) / sum);
         block_free(&b);
         bench_gemm(B * T, reps);
         bench_fusion(B * T, reps);

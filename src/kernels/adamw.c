@@ -2,6 +2,7 @@
  * from the gradient. */
 #include <math.h>
 
+#include "kmath.h"
 #include "tpar/kernels.h"
 
 tpar_status tpar_adamw_update(float *params, const float *grads, float *m, float *v, size_t n,
@@ -21,14 +22,21 @@ tpar_status tpar_adamw_update(float *params, const float *grads, float *m, float
     /* bias corrections in double: b^t for large t underflows gracefully to 0 */
     const float c1 = (float)(1.0 / (1.0 - pow(b1, (double)t)));
     const float c2 = (float)(1.0 / (1.0 - pow(b2, (double)t)));
+    /* fixed blocks shared among threads: the same vector/scalar split whatever the count */
+    enum { KBLK = 4096 };
+    const size_t nblk = (n + KBLK - 1) / KBLK;
+#pragma omp parallel for schedule(static) if (n >= KPAR_MIN && kthreads() > 1)
+    for (size_t blk = 0; blk < nblk; blk++) {
+        const size_t lo = blk * KBLK, hi = n - lo < KBLK ? n : lo + KBLK;
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        const float g = grads[i];
-        const float mi = b1 * m[i] + (1.0f - b1) * g;
-        const float vi = b2 * v[i] + (1.0f - b2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        params[i] -= lr * (mi * c1 / (sqrtf(vi * c2) + eps) + wd * params[i]);
+        for (size_t i = lo; i < hi; i++) {
+            const float g = grads[i];
+            const float mi = b1 * m[i] + (1.0f - b1) * g;
+            const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+            m[i] = mi;
+            v[i] = vi;
+            params[i] -= lr * (mi * c1 / (sqrtf(vi * c2) + eps) + wd * params[i]);
+        }
     }
     return TPAR_OK;
 }

@@ -7,8 +7,53 @@
 #ifndef TPAR_KERNELS_KMATH_H
 #define TPAR_KERNELS_KMATH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---- threads -----------------------------------------------------------------------------
+ * The large kernels share their work among the rank's OpenMP threads (omp_set_num_threads,
+ * set once per rank). The determinism rule: the bits of every result are the same for any
+ * thread count. So each output element is produced by one thread, by the same sequence of
+ * operations as with one thread; sums across rows either run over a fixed partition whose
+ * partial sums are added in a fixed order (cross-entropy's loss), or are split by columns
+ * (kcols below). Elementwise loops run over fixed blocks, so that where a vector loop ends
+ * and its scalar remainder starts never depends on the thread count. Small calls stay on
+ * the calling thread. */
+
+/* Below this many floats touched, a parallel region costs more than it saves. */
+enum { KPAR_MIN = 1 << 15 };
+
+static inline int kthreads(void) {
+#ifdef _OPENMP
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+/* Column range [*j0, *j1) of part `p` of `np` over C columns, cut at multiples of 16.
+ * Kernels that sum over rows into a (C) vector (dbias, dweight, an embedding row) give
+ * each thread whole columns, and the thread adds every row into them in row order: the
+ * sum of each column is the same sequence of additions for any number of parts, so the
+ * parts may follow the thread count (wide ranges: few pages and long streams per row). */
+static inline void kcols(int p, int np, int C, int *j0, int *j1) {
+    const int n16 = (C + 15) / 16;
+    const int a = (int)((long long)n16 * p / np) * 16, b = (int)((long long)n16 * (p + 1) / np) * 16;
+    *j0 = a < C ? a : C;
+    *j1 = b < C ? b : C;
+}
+
+static inline int kthread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 static inline float kexp(float x) {
     /* Clamp: below -87.3 the result underflows (returns ~1e-38, close enough to 0 for

@@ -1,8 +1,9 @@
-/* Row-wise softmax and its backward. */
+/* Row-wise softmax and its backward; rows are shared among threads (one thread per row). */
 #include "kmath.h"
 #include "tpar/kernels.h"
 
 void tpar_softmax_forward(float *out, const float *inp, int N, int C) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= KPAR_MIN && kthreads() > 1)
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
         float *o = out + (size_t)i * C;
@@ -12,6 +13,7 @@ void tpar_softmax_forward(float *out, const float *inp, int N, int C) {
 }
 
 void tpar_softmax_backward(float *dinp, const float *dout, const float *out, int N, int C) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= KPAR_MIN && kthreads() > 1)
     for (int i = 0; i < N; i++) {
         const float *dy = dout + (size_t)i * C, *y = out + (size_t)i * C;
         float *dx = dinp + (size_t)i * C;
