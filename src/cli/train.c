@@ -1,6 +1,7 @@
 /* `tpar train`: train a GPT split across a TP x DP grid of ranks. Started by hand it checks the
  * options, then re-executes itself under `tpar launch -n tp*dp`; as a rank (TPAR_RANK set, or
  * under mpirun) it runs the loop of src/train. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "cli.h"
 #include "tpar/fault.h"
+#include "tpar/io.h"
 #include "tpar/train.h"
 
 static void usage(FILE *f) {
@@ -37,9 +39,13 @@ static void usage(FILE *f) {
             "  --val-every K       validation every K steps (default %d); --val-batches N (default %d)\n"
             "  --metrics FILE      JSON lines, one per step (appended to)\n"
             "  --log-every K       print every K-th step (default 1)\n"
+            "  --on-nonfinite A    a step with a NaN/Inf loss or gradient: stop (default; an error naming\n"
+            "                      the step and the first non-finite tensor, nothing saved) or skip (its\n"
+            "                      update is skipped and counted in skipped_steps of the metrics)\n"
             "  --sample N          print N sampled bytes at the end (default 0); --temperature X (default %g)\n"
             "checkpoints:\n"
-            "  --save-dir DIR      save DIR/step_N at the end and every --save-every K steps\n"
+            "  --save-dir DIR      save DIR/step_N at the end and every --save-every K steps; DIR is\n"
+            "                      locked for the run (DIR/tpar.lock): a second job on it fails at once\n"
             "  --keep N            checkpoints kept (default %d, 0: all)\n"
             "  --resume            continue from the newest valid checkpoint in --save-dir (any layout)\n"
             "  --max-restarts N    when a rank fails, stop all, report and restart them from the newest\n"
@@ -51,7 +57,7 @@ static void usage(FILE *f) {
 enum {
     O_MODEL = 256, O_TP, O_DP, O_BATCH, O_SEQ, O_ACCUM, O_STEPS, O_SEED, O_LR, O_WARMUP, O_WD, O_CLIP, O_DATA,
     O_VAL_EVERY, O_VAL_BATCHES, O_METRICS, O_SAVE_DIR, O_SAVE_EVERY, O_KEEP, O_RESUME, O_DROPOUT, O_SAMPLE,
-    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS, O_SP
+    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS, O_SP, O_NONFINITE
 };
 
 int tpar_cmd_train(int argc, char **argv) {
@@ -70,6 +76,7 @@ int tpar_cmd_train(int argc, char **argv) {
         {"dropout", required_argument, 0, O_DROPOUT},   {"sample", required_argument, 0, O_SAMPLE},
         {"temperature", required_argument, 0, O_TEMP},  {"log-every", required_argument, 0, O_LOG_EVERY},
         {"max-restarts", required_argument, 0, O_MAX_RESTARTS},
+        {"on-nonfinite", required_argument, 0, O_NONFINITE},
         {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0}};
     tpar_train_config_t c;
     tpar_train_config_default(&c);
@@ -89,6 +96,14 @@ int tpar_cmd_train(int argc, char **argv) {
         case O_SAVE_DIR: c.save_dir = a; break;
         case O_RESUME: c.resume = 1; break;
         case O_SP: c.sp = 1; break;
+        case O_NONFINITE:
+            if (!strcmp(a, "stop") || !strcmp(a, "skip")) {
+                c.nonfinite_skip = !strcmp(a, "skip");
+            } else {
+                tpar_cli_error(cmd, "--on-nonfinite expects stop or skip, got '%s'", a);
+                bad = 1;
+            }
+            break;
         case O_TP: bad = tpar_cli_int(cmd, "--tp", a, 1, 4096, &v), c.tp = (int)v; break;
         case O_DP: bad = tpar_cli_int(cmd, "--dp", a, 1, 4096, &v), c.dp = (int)v; break;
         case O_BATCH: bad = tpar_cli_int(cmd, "--batch", a, 1, 1 << 20, &v), c.batch = (int)v; break;
@@ -124,16 +139,38 @@ int tpar_cmd_train(int argc, char **argv) {
         tpar_cli_error(cmd, "%s", err.msg);
         return TPAR_EXIT_USAGE;
     }
+    // One job per save directory: this process takes the lock before any rank starts and keeps
+    // it for the job's life: it execs into the launcher (same process, the descriptor survives
+    // exec), which holds it across restarts; the ranks inherit the descriptor and rank 0 adopts
+    // it (TPAR_SAVE_DIR_LOCK_FD). The kernel drops it when the job is gone, kill -9 included.
+    tpar_ckpt_lock_t *lock = NULL;
+    if (!rank && c.save_dir) {
+        char fdbuf[16];
+        if (tpar_ckpt_lock(c.save_dir, -1, 1, &lock, &err)) {
+            tpar_cli_error(cmd, "%s", err.msg);
+            return TPAR_EXIT_FAIL;
+        }
+        snprintf(fdbuf, sizeof fdbuf, "%d", tpar_ckpt_lock_fd(lock));
+        if (setenv("TPAR_SAVE_DIR_LOCK_FD", fdbuf, 1)) {
+            tpar_cli_error(cmd, "setenv: out of memory");
+            tpar_ckpt_unlock(lock);
+            return TPAR_EXIT_FAIL;
+        }
+    }
     // Several ranks, or restarts asked for: the launcher supervises (reports failures, restarts).
     if (!rank && (c.tp * c.dp > 1 || restarts >= 0))
         return tpar_cli_launch_self(cmd, c.tp * c.dp, TPAR_BACKEND_SHM, NULL, restarts < 0 ? 0 : (int)restarts,
                                     argc, argv);
     tpar_train_result_t res;
-    if (tpar_train_run(&c, &res, &err)) {
+    tpar_status st = tpar_train_run(&c, &res, &err);
+    tpar_ckpt_unlock(lock);
+    if (st) {
         const char *r = getenv("TPAR_RANK");
+        if (!r) r = getenv("OMPI_COMM_WORLD_RANK");
+        int r0 = !r || !strcmp(r, "0");
         tpar_fault_note_error(err.msg); // for the supervisor's report
-        if (!res.config_error) tpar_cli_error(cmd, "rank %s: %s", r ? r : "0", err.msg);
-        else if (!r || !strcmp(r, "0")) tpar_cli_error(cmd, "%s", err.msg);
+        if (!res.config_error && !res.same_error) tpar_cli_error(cmd, "rank %s: %s", r ? r : "0", err.msg);
+        else if (r0) tpar_cli_error(cmd, "%s", err.msg);
         return res.config_error ? TPAR_EXIT_USAGE : TPAR_EXIT_FAIL;
     }
     return TPAR_EXIT_OK;

@@ -50,7 +50,7 @@ static tpar_status save(int64_t step, int keep) {
     tpar_err_t err = {0};
     tpar_status st = tpar_ckpt_begin(dir, step, tmp, sizeof tmp, &err);
     if (st == TPAR_OK) st = write_files(tmp, step, 0, &err);
-    if (st == TPAR_OK) st = tpar_ckpt_commit(dir, step, keep, &err);
+    if (st == TPAR_OK) st = tpar_ckpt_commit(dir, step, keep, NULL, 0, &err);
     if (st != TPAR_OK) fprintf(stderr, "save %lld: %s\n", (long long)step, err.msg);
     return st;
 }
@@ -133,7 +133,7 @@ static void test_checkpoints(void) {
     /* Committing an empty save (every writer failed) is refused; no checkpoint appears. */
     char tmp[1200];
     CHECK_EQ_INT(TPAR_OK, tpar_ckpt_begin(dir, 50, tmp, sizeof tmp, &err));
-    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_ckpt_commit(dir, 50, 0, &err));
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_ckpt_commit(dir, 50, 0, NULL, 0, &err));
     CHECK_STR_CONTAINS(err.msg, "nothing to commit");
     CHECK(!exists(50));
 
