@@ -602,7 +602,9 @@ tpar_status tpar_st_writer_open(tpar_st_writer_t *w, const char *path, tpar_err_
     if (!w || !path) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "tpar_st_writer_open: NULL argument");
     tpar_status st = writer_set_path(w, path, err);
     if (st != TPAR_OK) return st;
-    if ((st = tpar_io_open_file(path, O_RDWR, "safetensors file", &w->fd, err)) != TPAR_OK) return st;
+    tpar_err_t oe = {0};
+    if ((st = tpar_io_open_file(path, O_RDWR, "safetensors file", &w->fd, &oe)) != TPAR_OK)
+        return tpar_err_set(err, st, "%s (was it created first?)", oe.msg);
     struct stat sb;
     if (fstat(w->fd, &sb) != 0)
         return tpar_err_set(err, TPAR_ERR_IO, "cannot open %s for writing: %s (was it created first?)", path,
