@@ -197,9 +197,10 @@ tpar_status tpar_ckpt_find_latest(const char *dir, int full, tpar_ckpt_found_t *
  * stays open across exec (for a process that execs into the supervisor of its ranks, which
  * keep it through the restarts of a job). inherited_fd >= 0 is a descriptor handed down by
  * such a parent (e.g. through an environment variable): if it refers to DIR's lock file and
- * holds the lock, the lock is adopted (the same job); otherwise it is ignored and the lock
- * taken afresh. tpar_ckpt_unlock releases this handle (the lock itself once no other process
- * holds the descriptor); NULL is fine. */
+ * holds the lock, the lock is the parent's (the same job): TPAR_OK with *out = NULL, and the
+ * caller may close its inherited copy (then the lock goes the moment the parent goes);
+ * otherwise it is ignored and the lock taken afresh. tpar_ckpt_unlock releases a handle (the
+ * lock itself once no other process holds the descriptor); NULL is fine. */
 #define TPAR_CKPT_LOCK "tpar.lock"
 typedef struct tpar_ckpt_lock tpar_ckpt_lock_t;
 tpar_status tpar_ckpt_lock(const char *dir, int inherited_fd, int inherit, tpar_ckpt_lock_t **out, tpar_err_t *err);

@@ -139,32 +139,29 @@ int tpar_cmd_train(int argc, char **argv) {
         tpar_cli_error(cmd, "%s", err.msg);
         return TPAR_EXIT_USAGE;
     }
-    // One job per save directory: this process takes the lock before any rank starts and keeps
-    // it for the job's life: it execs into the launcher (same process, the descriptor survives
-    // exec), which holds it across restarts; the ranks inherit the descriptor and rank 0 adopts
-    // it (TPAR_SAVE_DIR_LOCK_FD). The kernel drops it when the job is gone, kill -9 included.
-    tpar_ckpt_lock_t *lock = NULL;
-    if (!rank && c.save_dir) {
+    // One job per save directory: when it starts ranks, this process takes the lock before any
+    // of them and keeps it for the job's life: it execs into the launcher (same process, the
+    // descriptor survives exec), which holds it across restarts; the ranks find the descriptor in
+    // TPAR_SAVE_DIR_LOCK_FD (rank 0 checks it) and close it. The kernel drops the lock when the
+    // launcher is gone, kill -9 included. Run in this process, the rank takes it itself.
+    // Several ranks, or restarts asked for: the launcher supervises (reports failures, restarts).
+    if (!rank && (c.tp * c.dp > 1 || restarts >= 0)) {
+        tpar_ckpt_lock_t *lock = NULL; // held until this process (the launcher after exec) exits
         char fdbuf[16];
-        if (tpar_ckpt_lock(c.save_dir, -1, 1, &lock, &err)) {
+        if (c.save_dir && tpar_ckpt_lock(c.save_dir, -1, 1, &lock, &err)) {
             tpar_cli_error(cmd, "%s", err.msg);
             return TPAR_EXIT_FAIL;
         }
         snprintf(fdbuf, sizeof fdbuf, "%d", tpar_ckpt_lock_fd(lock));
-        if (setenv("TPAR_SAVE_DIR_LOCK_FD", fdbuf, 1)) {
+        if (lock && setenv("TPAR_SAVE_DIR_LOCK_FD", fdbuf, 1)) {
             tpar_cli_error(cmd, "setenv: out of memory");
-            tpar_ckpt_unlock(lock);
             return TPAR_EXIT_FAIL;
         }
-    }
-    // Several ranks, or restarts asked for: the launcher supervises (reports failures, restarts).
-    if (!rank && (c.tp * c.dp > 1 || restarts >= 0))
         return tpar_cli_launch_self(cmd, c.tp * c.dp, TPAR_BACKEND_SHM, NULL, restarts < 0 ? 0 : (int)restarts,
                                     argc, argv);
+    }
     tpar_train_result_t res;
-    tpar_status st = tpar_train_run(&c, &res, &err);
-    tpar_ckpt_unlock(lock);
-    if (st) {
+    if (tpar_train_run(&c, &res, &err)) {
         const char *r = getenv("TPAR_RANK");
         if (!r) r = getenv("OMPI_COMM_WORLD_RANK");
         int r0 = !r || !strcmp(r, "0");

@@ -588,11 +588,7 @@ tpar_status tpar_ckpt_lock(const char *dir, int inherited_fd, int inherit, tpar_
      * description that holds it succeeds; on one that does not, it fails or takes it). */
     if (inherited_fd >= 0 && fstat(inherited_fd, &a) == 0 && stat(p, &b) == 0 && a.st_dev == b.st_dev &&
         a.st_ino == b.st_ino && flock(inherited_fd, LOCK_EX | LOCK_NB) == 0) {
-        if ((l->fd = fcntl(inherited_fd, inherit ? F_DUPFD : F_DUPFD_CLOEXEC, 0)) < 0) {
-            free(l);
-            return tpar_err_set(err, TPAR_ERR_SYS, "cannot duplicate the lock of %s: %s", dir, strerror(errno));
-        }
-        *out = l;
+        free(l); /* the parent's lock: nothing of ours to release */
         return TPAR_OK;
     }
     if ((st = tpar_io_open_file(p, O_RDWR | O_CREAT, "lock file", &l->fd, err)) != TPAR_OK) {

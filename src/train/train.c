@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
@@ -426,14 +427,23 @@ static tpar_status sample(job_t *j, tpar_err_t *err) {
 
 /* ---- set-up and the loop --------------------------------------------------------------------- */
 
-/* Rank 0 holds the save directory's lock for the run: the one its launcher took (`tpar train`
- * takes it before it starts the ranks and keeps it across restarts, handing the descriptor down
- * in TPAR_SAVE_DIR_LOCK_FD), or its own (under mpirun, or a library caller). */
+/* The save directory is locked for the run. `tpar train` takes the lock before it starts the
+ * ranks and keeps it across restarts (its launcher, the same process after exec), handing the
+ * descriptor down in TPAR_SAVE_DIR_LOCK_FD: rank 0 checks that it is this directory's lock, and
+ * every rank closes its inherited copy, so that the lock goes the moment the launcher goes (a
+ * restart right after a kill -9 of the job must not find it held by dying ranks). Without one
+ * (under mpirun, or a library caller) rank 0 takes the lock itself for the run. */
 static tpar_status lock_save_dir(job_t *j, tpar_err_t *err) {
     long long fd = -1;
     const char *s = getenv("TPAR_SAVE_DIR_LOCK_FD");
     if (!s || tpar_parse_int(s, 0, INT_MAX, &fd)) fd = -1;
-    return tpar_ckpt_lock(j->c->save_dir, (int)fd, 0, &j->lock, err);
+    tpar_status st = j->rank == 0 ? tpar_ckpt_lock(j->c->save_dir, (int)fd, 0, &j->lock, err) : TPAR_OK;
+    char p[TPAR_CKPT_PATH_MAX];
+    struct stat a, b; // close it only if it is that lock file (not whatever a stray variable names)
+    if (fd >= 0 && snprintf(p, sizeof p, "%s/%s", j->c->save_dir, TPAR_CKPT_LOCK) < (int)sizeof p &&
+        fstat((int)fd, &a) == 0 && stat(p, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        close((int)fd);
+    return st;
 }
 
 static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_err_t *err) {
@@ -444,7 +454,7 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     res->config_error = 1;
     if ((st = tpar_train_validate(c, tpar_comm_size(j->world), err))) return st;
     res->config_error = 0;
-    if (c->save_dir && (st = agree(j, j->rank == 0 ? lock_save_dir(j, err) : TPAR_OK, "save directory", err)))
+    if (c->save_dir && (st = agree(j, lock_save_dir(j, err), "save directory", err)))
         return st;
     j->tp_rank = j->rank % c->tp;
     j->dp_rank = j->rank / c->tp;
