@@ -201,12 +201,16 @@ static tpar_status agree(job_t *j, tpar_status st, const char *what, tpar_err_t 
 
 /* ---- non-finite values ------------------------------------------------------------------------ */
 
-/* 1 if any of the n floats is NaN or Inf: x * 0 is 0 for every finite x and NaN otherwise, so
- * one vectorisable sum decides. */
+/* 1 if any of the n floats is NaN or Inf (exponent bits all ones). Integer ops on the bits, so
+ * the compiler vectorises it (a float sum could not be reordered): a small part of a step. */
 static int any_nonfinite(const float *x, size_t n) {
-    float acc = 0;
-    for (size_t i = 0; i < n; i++) acc += x[i] * 0.0f;
-    return acc != 0.0f || isnan(acc);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad != 0;
 }
 
 /* The first tensor (table order) of buf, a flat buffer of the model's layout, holding a
@@ -530,22 +534,32 @@ static tpar_status optimizer_step(job_t *j, double lr, long t, tpar_err_t *err) 
 
 /* TPAR_FAULT kind=nan (tests): a NaN in this rank's gradient of the last block's MLP input
  * weight, after the DP all-reduce, so that this rank alone sees it (its DP peers' loss and norm
- * stay finite: only the agreement over all ranks stops them too). */
+ * stay finite: only the agreement over all ranks stops them too). On a TP rank > 0 it goes into
+ * ln_f.weight instead, a replicated tensor whose copy there the gradient norm does not count. */
 static void inject_nan(job_t *j, int step) {
     if (!tpar_fault_nan(step)) return;
     char name[64];
-    snprintf(name, sizeof name, "h.%d.mlp.c_fc.weight", j->m->cfg.n_layer - 1);
+    if (j->tp_rank > 0) snprintf(name, sizeof name, "ln_f.weight");
+    else snprintf(name, sizeof name, "h.%d.mlp.c_fc.weight", j->m->cfg.n_layer - 1);
     for (int i = 0; i < j->m->n_tensors; i++)
         if (!strcmp(j->m->tensors[i].name, name) && j->m->tensors[i].numel) j->m->grads[j->m->tensors[i].offset] = NAN;
 }
 
 /* After the reductions of a step: whether any rank's loss, gradient norm or gradients are
  * non-finite (all ranks agree, so all stop or skip together), and if so an error naming the
- * step and the first non-finite tensor. Returns TPAR_OK with *skip = 1 under nonfinite_skip. */
-static tpar_status check_finite(job_t *j, int step, double loss, double norm, int *skip, tpar_err_t *err) {
+ * step and the first non-finite tensor. Returns TPAR_OK with *skip = 1 under nonfinite_skip.
+ * sq_local, this rank's sum of squares before the TP reduction (double: finite for any finite
+ * float gradient), is finite iff its gradients are, except the replicated tensors that it leaves
+ * to TP rank 0: those are scanned here (small: norms, biases, positions), so no pass over all
+ * the gradients is added to a step. */
+static tpar_status check_finite(job_t *j, int step, double loss, double norm, double sq_local, int *skip,
+                                tpar_err_t *err) {
     tpar_gpt2_t *m = j->m;
     *skip = 0;
-    int32_t bad = !isfinite(loss) || !isfinite(norm) || any_nonfinite(m->grads, m->num_params);
+    int32_t bad = !isfinite(loss) || !isfinite(norm) || !isfinite(sq_local);
+    for (int i = 0; i < m->n_tensors && !bad && j->tp_rank > 0; i++)
+        if (m->tensors[i].kind == TPAR_SHARD_REPLICATED)
+            bad = any_nonfinite(m->grads + m->tensors[i].offset, m->tensors[i].numel);
     tpar_status st = tpar_comm_allreduce(j->world, TPAR_IN_PLACE, &bad, 1, TPAR_I32, TPAR_MAX);
     if (st) return comm_fail(j->world, st, "train: non-finite check", err);
     if (!bad) return TPAR_OK;
@@ -596,12 +610,12 @@ static tpar_status train_step(job_t *j, int step, double *loss_out, double *norm
     if (st || (st = ws)) return st;
     inject_nan(j, step);
     loss /= (double)c->accum * c->dp;
-    double sq = tpar_gpt2_grad_sq_local(m);
+    double sq = tpar_gpt2_grad_sq_local(m), sq_local = sq;
     if ((st = sum_over(j->dpc, &loss, 1, TPAR_SUM, err)) || (st = sum_over(j->tpc, &sq, 1, TPAR_SUM, err))) return st;
     double norm = sqrt(sq);
     *loss_out = loss;
     *norm_out = norm;
-    if ((st = check_finite(j, step, loss, norm, skipped, err))) return st;
+    if ((st = check_finite(j, step, loss, norm, sq_local, skipped, err))) return st;
     if (!*skipped) {
         if (c->grad_clip > 0 && norm > c->grad_clip) {
             float s = (float)(c->grad_clip / norm);

@@ -4,7 +4,8 @@
              all-reduce, so at DP=2 its peer's loss and norm stay finite): the run stops at step 4
              on every rank with one error naming the step and the tensor, exit 1; nothing of step
              4 or later is saved, and --keep 1 left the step-2 checkpoint (the newest finite one).
-             At TP=2 the same through the gradient norm.
+             At TP=2 the same with the NaN in TP rank 1's copy of a replicated tensor, which the
+             gradient norm does not count.
   nan skip   --on-nonfinite skip: step 4's update is skipped, the run ends (exit 0); the metrics
              and the checkpoint's state count 1 skipped step, and the checkpoint resumes.
   lock       a second job on a --save-dir in use fails at once naming the first job's pid; after
@@ -77,14 +78,17 @@ def rewrite_in_manifest(ckpt, name, data):
 tmp = tempfile.mkdtemp(prefix="tpar_test_train_faults_")
 try:
     # ---- nan stop ---------------------------------------------------------------------------------
-    for tp, dp, what in [(1, 2, "non-finite gradients on some rank"), (2, 1, "non-finite gradient norm")]:
+    # DP=2: rank 1 is a DP replica (c_fc's gradient); TP=2: rank 1 is TP rank 1, whose copy of the
+    # replicated ln_f.weight the gradient norm does not count (only the local scan sees it).
+    for tp, dp, tensor in [(1, 2, "h.3.mlp.c_fc.weight"), (2, 1, "ln_f.weight")]:
+        what = "non-finite gradients on some rank"
         d = os.path.join(tmp, "nan_%d_%d" % (tp, dp))
         out = train("--tp", tp, "--dp", dp, "--steps", 6, "--save-every", 2, "--keep", 1, "--save-dir", d,
                     env={"TPAR_FAULT": "rank=1,step=4,kind=nan"}, expect_rc=1)
         # (not anchored to "tpar train: error: ": the launcher's lines may interleave with it)
         check("step 4: " + what in out,
               "TP=%d DP=%d: the error names step 4 and says what was non-finite:\n%s" % (tp, dp, out))
-        check("first non-finite tensor: the gradient of 'h.3.mlp.c_fc.weight'" in out,
+        check("first non-finite tensor: the gradient of '%s'" % tensor in out,
               "TP=%d DP=%d: the error names the tensor:\n%s" % (tp, dp, out))
         check(out.count("tpar train: error:") == 1, "TP=%d DP=%d: one error line, not one per rank:\n%s" % (tp, dp, out))
         check("step     4/6 | loss" not in out and "saving checkpoint step 4" not in out,
