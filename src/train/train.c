@@ -103,6 +103,7 @@ typedef struct {
     double peak_flops;                /* raw sgemm FLOP/s x cores used */
     tpar_ckpt_lock_t *lock;           /* rank 0: the save directory's (one job per directory) */
     int skipped;                      /* steps skipped for a non-finite loss or gradient */
+    int nonfinite_stop;               /* 1: the run stopped at a non-finite step (all ranks agreed) */
 } job_t;
 
 static tpar_status comm_fail(tpar_comm_t *c, tpar_status st, const char *what, tpar_err_t *err) {
@@ -584,6 +585,7 @@ static tpar_status check_finite(job_t *j, int step, double loss, double norm, do
         }
         return TPAR_OK;
     }
+    j->nonfinite_stop = 1;
     return tpar_err_set(err, TPAR_ERR_CORRUPT,
                         "step %d: non-finite %s (loss %g, gradient norm %g; %s); stopped before the update, nothing "
                         "of this step saved (hint: a lower --lr or --grad-clip, or --on-nonfinite skip)",
@@ -709,7 +711,7 @@ tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *re
         double t0 = tpar_now();
         int skipped = 0;
         if ((st = train_step(&j, step, &loss, &norm, &skipped, err))) {
-            res->same_error = st == TPAR_ERR_CORRUPT; // the non-finite check: every rank agreed
+            res->same_error = j.nonfinite_stop; // every rank has this error: rank 0 prints it
             break;
         }
         j.skipped += skipped;
