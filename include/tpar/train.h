@@ -63,7 +63,8 @@ typedef struct {
     double val_loss;           /* last validation (NaN if none) */
     double tokens_per_s;       /* mean over the steps run */
     int config_error;          /* 1: a configuration error, the same on every rank (print it once) */
-    int same_error;            /* 1: every rank has the same (runtime) error: rank 0 prints it */
+    int same_error;            /* 1: rank 0's message says it all (every rank has the error, or rank 0 has
+                                  the cause and the others "another rank failed"): only it prints */
     int skipped_steps;         /* steps whose update was skipped (non-finite, nonfinite_skip = 1) */
 } tpar_train_result_t;
 

@@ -459,8 +459,10 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     res->config_error = 1;
     if ((st = tpar_train_validate(c, tpar_comm_size(j->world), err))) return st;
     res->config_error = 0;
-    if (c->save_dir && (st = agree(j, lock_save_dir(j, err), "save directory", err)))
+    if (c->save_dir && (st = agree(j, lock_save_dir(j, err), "save directory", err))) {
+        res->same_error = 1; // rank 0's message is the one that says why: it alone prints
         return st;
+    }
     j->tp_rank = j->rank % c->tp;
     j->dp_rank = j->rank / c->tp;
     if ((st = tpar_comm_split(j->world, j->dp_rank, j->tp_rank, &j->tpc)) ||
