@@ -469,6 +469,32 @@ static void test_nonfinite(void) {
     CHECK_EQ_INT(TPAR_OK, tpar_ckpt_find_latest(dir, 1, &found, &err));
     CHECK(found.found && found.step == 50 && found.skipped == 1);
     CHECK_STR_CONTAINS(found.warning, "non-finite");
+
+    /* By dtype: an I32 whose bits read as a float Inf is finite; a BF16 Inf and an F16 NaN are
+     * not; the first in file order is named. */
+    CHECK_EQ_INT(TPAR_OK, tpar_ckpt_begin(dir, 80, tmp, sizeof tmp, &err));
+    CHECK_EQ_INT(TPAR_OK, write_files(tmp, 80, 0, &err));
+    char xp[1300];
+    snprintf(xp, sizeof xp, "%s/extra.safetensors", tmp);
+    tpar_st_writer_t *w = NULL;
+    const int64_t one[1] = {1}, two[1] = {2};
+    const uint32_t ibits[1] = {0x7f800000u};
+    const uint16_t bf[2] = {0x3f80u, 0xff80u}, hf[2] = {0x3c00u, 0x7e00u};
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_new(&w, &err));
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_add(w, "i", TPAR_ST_I32, 1, one, &err));
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_add(w, "b", TPAR_ST_BF16, 1, two, &err));
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_add(w, "h", TPAR_ST_F16, 1, two, &err));
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_create(w, xp, &err));
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_write(w, "i", NULL, ibits, &err));
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_write(w, "b", NULL, bf, &err));
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_write(w, "h", NULL, hf, &err));
+    CHECK_EQ_INT(TPAR_OK, tpar_st_writer_close(w, &err));
+    tpar_st_writer_free(w);
+    CHECK_EQ_INT(TPAR_OK, tpar_ckpt_commit(dir, 80, 0, NULL, 0, &err));
+    snprintf(p, sizeof p, "%s/step_00000080", dir);
+    CHECK_EQ_INT(TPAR_ERR_CORRUPT, tpar_ckpt_verify(p, 0, &err));
+    CHECK_STR_CONTAINS(err.msg, "extra.safetensors: tensor 'b' holds non-finite values");
+    CHECK_EQ_INT(TPAR_OK, tpar_io_rmtree(p, &err));
 }
 
 /* One job per directory. */
