@@ -7,20 +7,32 @@
 #define _XOPEN_SOURCE 700 /* mkdtemp */
 #endif
 
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* A per-process scratch directory, made once. */
+static char fuzz_dir_[512];
+
+static int fuzz_rm_(const char *p, const struct stat *sb, int type, struct FTW *ftw) {
+    (void)sb, (void)ftw;
+    return type == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+static void fuzz_cleanup_(void) { nftw(fuzz_dir_, fuzz_rm_, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* A per-process scratch directory, made once under $TPAR_FUZZ_TMP (run_fuzz.sh's scratch) or
+ * /tmp, and removed at exit. */
 static const char *fuzz_dir(void) {
-    static char dir[64];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/tpar_fuzz_XXXXXX");
-        if (!mkdtemp(dir)) abort();
+    if (!fuzz_dir_[0]) {
+        const char *base = getenv("TPAR_FUZZ_TMP");
+        snprintf(fuzz_dir_, sizeof fuzz_dir_, "%s/tpar_fuzz_XXXXXX", base && *base ? base : "/tmp");
+        if (!mkdtemp(fuzz_dir_)) abort();
+        atexit(fuzz_cleanup_);
     }
-    return dir;
+    return fuzz_dir_;
 }
 
 /* Writes data to dir/name (replacing it) and returns the path in a static buffer. */

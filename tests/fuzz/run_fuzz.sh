@@ -19,7 +19,7 @@ for t in "$@"; do
     fi
     # -max_len: the seeds are tiny; larger inputs add time, not paths. rss limit: the readers must
     # never allocate from a length field before checking it against the file.
-    if "$bin/fuzz_$t" $limits -max_len=4096 -rss_limit_mb=512 -artifact_prefix="$bin/crash-$t-" \
+    if TPAR_FUZZ_TMP=$scratch "$bin/fuzz_$t" $limits -max_len=4096 -rss_limit_mb=512 -artifact_prefix="$bin/crash-$t-" \
         "$scratch/$t" "$corpus/$t" >"$scratch/$t.log" 2>&1; then
         echo "fuzz_$t: $(grep -Eo '(Done|DONE) [0-9]+ runs in [0-9]+ second' "$scratch/$t.log" | tail -1), no crash"
     else
