@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
 
     double t_whole = run(p1, layers, 1, 1, buf), t_tp2 = run(path, layers, 2, 1, buf);
     double t0 = tpar_now();
-    if (tpar_ckpt_commit(dir, 1, 1, &err) != TPAR_OK) die("commit", &err);
+    if (tpar_ckpt_commit(dir, 1, 1, NULL, 0, &err) != TPAR_OK) die("commit", &err);
     double t_commit = tpar_now() - t0;
     tpar_ckpt_path(tmp, sizeof tmp, dir, 1, 0);
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);

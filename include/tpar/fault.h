@@ -14,6 +14,8 @@
  *            stop     SIGSTOP to itself (alive but frozen; only SIGKILL/SIGCONT help)
  *            stall    sleeps forever without reaching the next collective
  *            spin     busy-loops forever without reaching the next collective
+ *            nan      (step=S only) the trainer puts a NaN into one of this rank's gradients
+ *                     of step S (tpar_fault_nan), to test the non-finite checks
  *     A      the restart attempt it fires in (TPAR_RESTART_COUNT; default 0, the first run),
  *            or "all" for every attempt
  *
@@ -42,6 +44,10 @@ tpar_status tpar_fault_check_env(tpar_err_t *err);
 /* A point where a fault may be injected: records n on this rank's board slot (steps and saves)
  * and fires the fault of TPAR_FAULT when it matches this rank, site, n and attempt. */
 void tpar_fault_point(tpar_fault_site site, long long n);
+
+/* 1 when TPAR_FAULT asks for a NaN in this rank's gradients at step `step` (kind=nan); the
+ * caller injects it. 0 otherwise (always when TPAR_FAULT is unset). */
+int tpar_fault_nan(long long step);
 
 /* Called by the comm front end as each call starts: counts it, records it on the board
  * ("allreduce #37 (4096 x f32) on 2 ranks"; seq is its number on its communicator), then

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "tpar/core.h"
+#include "tpar/io.h"
 #include "tpar/model.h"
 
 typedef struct {
@@ -106,16 +107,19 @@ typedef struct {
     tpar_progress_t progress; /* the checkpoint's loading reports here (zero: nowhere) */
 } tpar_model_source_t;
 
-/* Resolves the source: the weights file (path, "" for a preset) and the config. A missing or
+/* Resolves the source: the weights file (path, "" for a preset) and the config, checked
+ * (tpar_gpt2_read_config: sane sizes, and the file holds every tensor they imply). A missing or
  * invalid checkpoint gives TPAR_ERR_IO / TPAR_ERR_CORRUPT saying which and a hint. full: also
- * verify checksums (reads every file of the checkpoint once). Local: no communication. */
+ * verify checksums (reads every file of the checkpoint once). found (may be NULL) receives the
+ * checkpoint used when the source is a directory (its step, and the newer ones skipped as
+ * invalid with why, for a warning), found->found = 0 otherwise. Local: no communication. */
 tpar_status tpar_infer_resolve(const tpar_model_source_t *src, int full, char *path, size_t cap,
-                               tpar_gpt2_config_t *cfg, tpar_err_t *err);
+                               tpar_gpt2_config_t *cfg, tpar_ckpt_found_t *found, tpar_err_t *err);
 
 /* Builds this rank's shards of the model for one sequence of up to T tokens and fills the
- * weights (tpar_gpt2_load with resharding, or tpar_gpt2_init). Collective over tp_comm only in
+ * weights (tpar_gpt2_load with resharding, or tpar_gpt2_init); found as for tpar_infer_resolve. Collective over tp_comm only in
  * that every rank must call it; the loading itself is local. */
 tpar_status tpar_infer_load_model(const tpar_model_source_t *src, tpar_comm_t *tp_comm, int T, tpar_gpt2_t **out,
-                                  tpar_err_t *err);
+                                  tpar_ckpt_found_t *found, tpar_err_t *err);
 
 #endif /* TPAR_INFER_H */

@@ -157,15 +157,20 @@ tpar_status tpar_ckpt_begin(const char *dir, int64_t step, char *tmp_dir, size_t
 
 /* Finishes the save begun by tpar_ckpt_begin: fsyncs every file of the temporary directory,
  * reads each back once for its size and crc32 (per tensor too for *.safetensors files, which
- * are validated on the way), writes manifest.json, fsyncs, renames the
- * directory to DIR/step_N (replacing an older one of the same step), updates DIR/latest, then
- * (keep > 0) removes checkpoints up to step N other than the newest `keep` valid ones. An error
- * after the rename (pointer, rotation) leaves the new checkpoint committed and loadable. */
-tpar_status tpar_ckpt_commit(const char *dir, int64_t step, int keep, tpar_err_t *err);
+ * are validated on the way, and the first tensor holding a NaN or an Inf is recorded as
+ * "nonfinite"), writes manifest.json, fsyncs, renames the directory to DIR/step_N (replacing
+ * an older one of the same step), updates DIR/latest, then (keep > 0) removes checkpoints up to
+ * step N other than the newest `keep` valid ones (a checkpoint with non-finite tensors is not
+ * valid, so it never displaces a finite one). Failing to write DIR/latest after the rename is
+ * not an error: the checkpoint is committed; warning (may be NULL) then says so (else ""). An
+ * error in rotation leaves the new checkpoint committed and loadable. */
+tpar_status tpar_ckpt_commit(const char *dir, int64_t step, int keep, char *warning, size_t wcap, tpar_err_t *err);
 
 /* Checks a checkpoint directory against its manifest (which must be for the step its name
- * says): every file present with its size, and with full != 0 (one read of everything) its
- * crc32s too. TPAR_ERR_CORRUPT naming the file, the tensor and what was expected. */
+ * says): every file present, a regular file, with its size and no non-finite tensor recorded,
+ * and with full != 0 (one read of everything) its crc32s too, and that no floating-point tensor
+ * holds a NaN or an Inf (which catches checkpoints written before the manifest recorded it).
+ * TPAR_ERR_CORRUPT naming the file, the tensor and what was expected. */
 tpar_status tpar_ckpt_verify(const char *ckpt_dir, int full, tpar_err_t *err);
 
 typedef struct {
@@ -181,6 +186,26 @@ typedef struct {
  * with found = 0 if DIR is missing or holds no step_N directory; TPAR_ERR_CORRUPT if it holds
  * some but none is valid. *.tmp directories are ignored. */
 tpar_status tpar_ckpt_find_latest(const char *dir, int full, tpar_ckpt_found_t *out, tpar_err_t *err);
+
+/* One job per save directory: an exclusive flock(2) on DIR/tpar.lock, which holds the pid of
+ * the process that took it. The lock belongs to the open file description, so the kernel
+ * releases it when every process holding it has exited, however (kill -9 included); nothing
+ * is left to clean up, and a stale lock file is simply locked again.
+ *
+ * tpar_ckpt_lock creates DIR if needed and takes the lock without waiting: a second job gets
+ * TPAR_ERR_IO at once, naming the holder's pid and a hint. With inherit = 1 the descriptor
+ * stays open across exec (for a process that execs into the supervisor of its ranks, which
+ * keep it through the restarts of a job). inherited_fd >= 0 is a descriptor handed down by
+ * such a parent (e.g. through an environment variable): if it refers to DIR's lock file and
+ * holds the lock, the lock is the parent's (the same job): TPAR_OK with *out = NULL, and the
+ * caller may close its inherited copy (then the lock goes the moment the parent goes);
+ * otherwise it is ignored and the lock taken afresh. tpar_ckpt_unlock releases a handle (the
+ * lock itself once no other process holds the descriptor); NULL is fine. */
+#define TPAR_CKPT_LOCK "tpar.lock"
+typedef struct tpar_ckpt_lock tpar_ckpt_lock_t;
+tpar_status tpar_ckpt_lock(const char *dir, int inherited_fd, int inherit, tpar_ckpt_lock_t **out, tpar_err_t *err);
+int tpar_ckpt_lock_fd(const tpar_ckpt_lock_t *l);
+void tpar_ckpt_unlock(tpar_ckpt_lock_t *l);
 
 /* Size and zlib crc32 of a whole file (what the manifest records). */
 tpar_status tpar_file_crc32(const char *path, uint64_t *size, uint32_t *crc, tpar_err_t *err);

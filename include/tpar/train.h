@@ -7,7 +7,10 @@
  * linear warmup then cosine decay to lr_min_frac * lr, gradient accumulation, and global
  * gradient-norm clipping over all shards (replicated tensors counted once).
  * Checkpoints (io): DIR/step_N/{model.safetensors, optim.safetensors, state.json}, written by
- * the ranks of DP rank 0 (each its own slices), committed atomically. See docs/TRAINING.md. */
+ * the ranks of DP rank 0 (each its own slices), committed atomically; DIR is locked for the
+ * run (tpar_ckpt_lock: rank 0 takes it, or adopts the one its launcher holds, whose descriptor
+ * is in TPAR_SAVE_DIR_LOCK_FD). Every step checks that the loss and the gradients are finite on
+ * every rank (all ranks agree); a non-finite state is never saved. See docs/TRAINING.md. */
 #ifndef TPAR_TRAIN_H
 #define TPAR_TRAIN_H
 
@@ -45,6 +48,9 @@ typedef struct {
     const char *report;  /* HTML page (tpar report) rewritten at each validation by rank 0; needs metrics */
     const char *command; /* the command line, for the metrics header (NULL: not recorded) */
     tpar_progress_t progress; /* long work (checkpoints) of this rank reports here (zero: nowhere) */
+    int nonfinite_skip;  /* a step whose loss or gradients are not finite: 0 stops the run with an
+                            error naming the step and the first non-finite tensor (default), 1
+                            skips its update (counted as skipped steps) and goes on */
 } tpar_train_config_t;
 
 void tpar_train_config_default(tpar_train_config_t *c);
@@ -59,7 +65,10 @@ typedef struct {
     double loss, grad_norm;    /* of the last step run (NaN if none) */
     double val_loss;           /* last validation (NaN if none) */
     double tokens_per_s;       /* mean over the steps run */
-    int config_error;          /* 1: the error is the same on every rank (print it once) */
+    int config_error;          /* 1: a configuration error, the same on every rank (print it once) */
+    int same_error;            /* 1: rank 0's message says it all (every rank has the error, or rank 0 has
+                                  the cause and the others "another rank failed"): only it prints */
+    int skipped_steps;         /* steps whose update was skipped (non-finite, nonfinite_skip = 1) */
 } tpar_train_result_t;
 
 /* Runs this rank's part of the job (joins the world with tpar_comm_init). Rank 0 prints

@@ -50,7 +50,7 @@ static tpar_status validate(const gen_opts_t *o, int world, tpar_gpt2_config_t *
     tpar_status st = tpar_sampler_check(&o->sampler, err);
     if (st) return st;
     char path[TPAR_CKPT_PATH_MAX + 32];
-    if ((st = tpar_infer_resolve(&o->src, 0, path, sizeof path, cfg, err)) || (st = tpar_gpt2_check(cfg, o->tp, err)))
+    if ((st = tpar_infer_resolve(&o->src, 0, path, sizeof path, cfg, NULL, err)) || (st = tpar_gpt2_check(cfg, o->tp, err)))
         return st;
     size_t n = strlen(o->prompt);
     if (n > (size_t)cfg->n_positions)
@@ -102,9 +102,14 @@ static tpar_status run_rank(const gen_opts_t *o, int *rank, int *quiet, tpar_err
         fflush(stderr);
     }
     double t0 = tpar_now();
-    if ((st = tpar_infer_load_model(&o->src, o->tp > 1 ? world : NULL, T, &m, err)) ||
-        (st = tpar_infer_init(&s, m, T, err)))
-        goto done;
+    tpar_ckpt_found_t found;
+    if ((st = tpar_infer_load_model(&o->src, o->tp > 1 ? world : NULL, T, &m, &found, err))) goto done;
+    if (*rank == 0 && found.found) { // as `tpar train --resume` says it: which checkpoint, and why not a newer one
+        if (found.skipped) fprintf(stderr, "warning: %s\n", found.warning);
+        fprintf(stderr, "tpar generate: loaded checkpoint step %lld (%s)\n", (long long)found.step, found.path);
+        fflush(stderr);
+    }
+    if ((st = tpar_infer_init(&s, m, T, err))) goto done;
     double t_load = tpar_now() - t0;
     *quiet = 0;
     tpar_generate_stats_t gs;

@@ -1,6 +1,7 @@
 /* `tpar train`: train a GPT split across a TP x DP grid of ranks. Started by hand it checks the
  * options, then re-executes itself under `tpar launch -n tp*dp`; as a rank (TPAR_RANK set, or
  * under mpirun) it runs the loop of src/train. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "cli.h"
 #include "tpar/fault.h"
+#include "tpar/io.h"
 #include "tpar/train.h"
 
 static void usage(FILE *f) {
@@ -40,9 +42,13 @@ static void usage(FILE *f) {
             "  --report FILE       rewrite FILE, an HTML page of charts (`tpar report`), at each\n"
             "                      validation (needs --metrics); reload it in a browser to follow the run\n"
             "  --log-every K       print every K-th step (default 1)\n"
+            "  --on-nonfinite A    a step with a NaN/Inf loss or gradient: stop (default; an error naming\n"
+            "                      the step and the first non-finite tensor, nothing saved) or skip (its\n"
+            "                      update is skipped and counted in skipped_steps of the metrics)\n"
             "  --sample N          print N sampled bytes at the end (default 0); --temperature X (default %g)\n"
             "checkpoints:\n"
-            "  --save-dir DIR      save DIR/step_N at the end and every --save-every K steps\n"
+            "  --save-dir DIR      save DIR/step_N at the end and every --save-every K steps; DIR is\n"
+            "                      locked for the run (DIR/tpar.lock): a second job on it fails at once\n"
             "  --keep N            checkpoints kept (default %d, 0: all)\n"
             "  --resume            continue from the newest valid checkpoint in --save-dir (any layout)\n"
             "  --max-restarts N    when a rank fails, stop all, report and restart them from the newest\n"
@@ -54,7 +60,7 @@ static void usage(FILE *f) {
 enum {
     O_MODEL = 256, O_TP, O_DP, O_BATCH, O_SEQ, O_ACCUM, O_STEPS, O_SEED, O_LR, O_WARMUP, O_WD, O_CLIP, O_DATA,
     O_VAL_EVERY, O_VAL_BATCHES, O_METRICS, O_SAVE_DIR, O_SAVE_EVERY, O_KEEP, O_RESUME, O_DROPOUT, O_SAMPLE,
-    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS, O_SP, O_REPORT
+    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS, O_SP, O_REPORT, O_NONFINITE
 };
 
 /* The command line as typed, for the metrics header: words with spaces or quotes are quoted. */
@@ -94,6 +100,7 @@ int tpar_cmd_train(int argc, char **argv) {
         {"dropout", required_argument, 0, O_DROPOUT},   {"sample", required_argument, 0, O_SAMPLE},
         {"temperature", required_argument, 0, O_TEMP},  {"log-every", required_argument, 0, O_LOG_EVERY},
         {"max-restarts", required_argument, 0, O_MAX_RESTARTS}, {"report", required_argument, 0, O_REPORT},
+        {"on-nonfinite", required_argument, 0, O_NONFINITE},
         {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0}};
     tpar_train_config_t c;
     tpar_train_config_default(&c);
@@ -114,6 +121,14 @@ int tpar_cmd_train(int argc, char **argv) {
         case O_SAVE_DIR: c.save_dir = a; break;
         case O_RESUME: c.resume = 1; break;
         case O_SP: c.sp = 1; break;
+        case O_NONFINITE:
+            if (!strcmp(a, "stop") || !strcmp(a, "skip")) {
+                c.nonfinite_skip = !strcmp(a, "skip");
+            } else {
+                tpar_cli_error(cmd, "--on-nonfinite expects stop or skip, got '%s'", a);
+                bad = 1;
+            }
+            break;
         case O_TP: bad = tpar_cli_int(cmd, "--tp", a, 1, 4096, &v), c.tp = (int)v; break;
         case O_DP: bad = tpar_cli_int(cmd, "--dp", a, 1, 4096, &v), c.dp = (int)v; break;
         case O_BATCH: bad = tpar_cli_int(cmd, "--batch", a, 1, 1 << 20, &v), c.batch = (int)v; break;
@@ -149,24 +164,42 @@ int tpar_cmd_train(int argc, char **argv) {
         tpar_cli_error(cmd, "%s", err.msg);
         return TPAR_EXIT_USAGE;
     }
+    // One job per save directory: when it starts ranks, this process takes the lock before any
+    // of them and keeps it for the job's life: it execs into the launcher (same process, the
+    // descriptor survives exec), which holds it across restarts; the ranks find the descriptor in
+    // TPAR_SAVE_DIR_LOCK_FD (rank 0 checks it) and close it. The kernel drops the lock when the
+    // launcher is gone, kill -9 included. Run in this process, the rank takes it itself.
     // Several ranks, or restarts asked for: the launcher supervises (reports failures, restarts).
-    if (!rank && (c.tp * c.dp > 1 || restarts >= 0))
+    if (!rank && (c.tp * c.dp > 1 || restarts >= 0)) {
+        tpar_ckpt_lock_t *lock = NULL; // held until this process (the launcher after exec) exits
+        char fdbuf[16];
+        if (c.save_dir && tpar_ckpt_lock(c.save_dir, -1, 1, &lock, &err)) {
+            tpar_cli_error(cmd, "%s", err.msg);
+            return TPAR_EXIT_FAIL;
+        }
+        snprintf(fdbuf, sizeof fdbuf, "%d", tpar_ckpt_lock_fd(lock));
+        if (lock && setenv("TPAR_SAVE_DIR_LOCK_FD", fdbuf, 1)) {
+            tpar_cli_error(cmd, "setenv: out of memory");
+            return TPAR_EXIT_FAIL;
+        }
         return tpar_cli_launch_self(cmd, c.tp * c.dp, TPAR_BACKEND_SHM, NULL, restarts < 0 ? 0 : (int)restarts,
                                     argc, argv);
+    }
+    const char *r = getenv("TPAR_RANK");
+    if (!r) r = getenv("OMPI_COMM_WORLD_RANK");
+    int r0 = !r || !strcmp(r, "0");
     // Rank 0 records the command line and draws the progress of long work (checkpoints).
-    const char *r0 = getenv("TPAR_RANK");
     char *line = command_line(argc, argv);
     c.command = line;
     tpar_cli_progress_t prog;
-    if (!r0 || !strcmp(r0, "0")) c.progress = tpar_cli_progress(&prog);
+    if (r0) c.progress = tpar_cli_progress(&prog);
     tpar_train_result_t res;
     int fail = tpar_train_run(&c, &res, &err) != TPAR_OK;
     free(line);
     if (fail) {
-        const char *r = getenv("TPAR_RANK");
         tpar_fault_note_error(err.msg); // for the supervisor's report
-        if (!res.config_error) tpar_cli_error(cmd, "rank %s: %s", r ? r : "0", err.msg);
-        else if (!r || !strcmp(r, "0")) tpar_cli_error(cmd, "%s", err.msg);
+        if (!res.config_error && !res.same_error) tpar_cli_error(cmd, "rank %s: %s", r ? r : "0", err.msg);
+        else if (r0) tpar_cli_error(cmd, "%s", err.msg);
         return res.config_error ? TPAR_EXIT_USAGE : TPAR_EXIT_FAIL;
     }
     return TPAR_EXIT_OK;

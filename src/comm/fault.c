@@ -19,8 +19,8 @@
 
 #include "tpar/fault.h"
 
-typedef enum { K_KILL = 0, K_ABORT, K_EXIT, K_STOP, K_STALL, K_SPIN, K_COUNT } kind_t;
-static const char *const kind_names[K_COUNT] = {"kill", "abort", "exit", "stop", "stall", "spin"};
+typedef enum { K_KILL = 0, K_ABORT, K_EXIT, K_STOP, K_STALL, K_SPIN, K_NAN, K_COUNT } kind_t;
+static const char *const kind_names[K_COUNT] = {"kill", "abort", "exit", "stop", "stall", "spin", "nan"};
 static const char *const site_names[3] = {"step", "save", "coll"};
 
 typedef struct {
@@ -70,12 +70,13 @@ static tpar_status parse_fault(const char *s, fault_t *f, int *on, tpar_err_t *e
         }
     }
     if (f->rank < 0 || f->n < 0 || f->kind == K_COUNT) goto bad;
+    if (f->kind == K_NAN && f->site != TPAR_FAULT_AT_STEP) goto bad; /* a NaN goes into a step's gradients */
     *on = 1;
     return TPAR_OK;
 bad:
     return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                         "TPAR_FAULT='%s': expected rank=R,(step=S|save=S|coll=N),kind=(kill|abort|exit|stop|stall|"
-                        "spin)[,attempt=A|all] (see docs/FAULTS.md)",
+                        "spin|nan)[,attempt=A|all], kind=nan with step=S only (see docs/FAULTS.md)",
                         s);
 }
 
@@ -196,6 +197,7 @@ static void fire(void) {
     case K_SPIN:
         for (volatile unsigned long i = 0;; i++) {
         }
+    case K_NAN: return; /* not an action on the process: the trainer asks tpar_fault_nan */
     default: break;
     }
 }
@@ -208,6 +210,11 @@ void tpar_fault_point(tpar_fault_site site, long long n) {
         g.slot->saving = site == TPAR_FAULT_AT_SAVE;
     }
     if (g.on && g.f.site == site && g.f.n == n) fire();
+}
+
+int tpar_fault_nan(long long step) {
+    pthread_once(&g.once, rank_init);
+    return g.on && g.f.kind == K_NAN && g.f.site == TPAR_FAULT_AT_STEP && g.f.n == step;
 }
 
 static void copy_str(char *dst, size_t cap, const char *src) {

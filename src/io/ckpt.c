@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #define MANIFEST_FORMAT "tpar-checkpoint"
 #define MANIFEST_VERSION 1
+#define MANIFEST_MAX (64u << 20) /* bytes; a manifest lists files and tensors, far less */
 
 tpar_status tpar_ckpt_path(char *buf, size_t cap, const char *dir, int64_t step, int tmp) {
     if (!buf || !dir || !*dir || step < 0) return TPAR_ERR_INVALID_ARG;
@@ -76,14 +78,58 @@ static tpar_status mkdir_p(const char *dir, tpar_err_t *err) {
 
 /* ---- checksums --------------------------------------------------------------------------- */
 
-/* crc32 of up to len bytes from off (fewer at end of file); *got says how many. */
-static tpar_status crc_range(int fd, const char *path, uint64_t off, uint64_t len, uint64_t *got, uint32_t *crc,
-                             tpar_err_t *err) {
+/* Index of the first of the n / sizeof(T) elements at p whose bits under `mask` are all ones,
+ * or -1: for a floating-point dtype, the first NaN or Inf (all exponent bits set). A
+ * branch-free pass first (it vectorises: faster than the crc32 it rides along with), then the
+ * search only when there is something to find. One function per element width. */
+#define DEFINE_FIRST_ALL_ONES(name, T)                                                              \
+    static int64_t name(const unsigned char *p, size_t n, T mask) {                                \
+        size_t m = n / sizeof(T);                                                                  \
+        T any = 0;                                                                                 \
+        for (size_t i = 0; i < m; i++) {                                                           \
+            T u;                                                                                   \
+            memcpy(&u, p + i * sizeof(T), sizeof(T)); /* little-endian host (io_internal.h) */     \
+            any |= (T)((u & mask) == mask);                                                        \
+        }                                                                                          \
+        for (size_t i = 0; any && i < m; i++) {                                                    \
+            T u;                                                                                   \
+            memcpy(&u, p + i * sizeof(T), sizeof(T));                                              \
+            if ((u & mask) == mask) return (int64_t)i;                                             \
+        }                                                                                          \
+        return -1;                                                                                 \
+    }
+DEFINE_FIRST_ALL_ONES(first_all_ones8, uint8_t)
+DEFINE_FIRST_ALL_ONES(first_all_ones16, uint16_t)
+DEFINE_FIRST_ALL_ONES(first_all_ones32, uint32_t)
+DEFINE_FIRST_ALL_ONES(first_all_ones64, uint64_t)
+
+/* Index of the first NaN or Inf among the n bytes of elements of dtype dt, or -1 (dtypes that
+ * have no non-finite values: integers, bool). F8_E4M3 (the "fn" variant) has no Inf and its
+ * NaN is S.1111.111. */
+static int64_t first_nonfinite(const unsigned char *p, size_t n, tpar_st_dtype dt) {
+    switch (dt) {
+    case TPAR_ST_F32: return first_all_ones32(p, n, 0x7f800000u);
+    case TPAR_ST_F64: return first_all_ones64(p, n, 0x7ff0000000000000ull);
+    case TPAR_ST_F16: return first_all_ones16(p, n, 0x7c00u);
+    case TPAR_ST_BF16: return first_all_ones16(p, n, 0x7f80u);
+    case TPAR_ST_F8_E5M2: return first_all_ones8(p, n, 0x7cu);
+    case TPAR_ST_F8_E4M3: return first_all_ones8(p, n, 0x7fu);
+    default: return -1;
+    }
+}
+
+/* crc32 of up to len bytes from off (fewer at end of file); *got says how many. With a
+ * tensor's dtype (not TPAR_ST_DTYPE_COUNT), *bad receives the index of its first non-finite
+ * element, or -1. */
+static tpar_status crc_range(int fd, const char *path, uint64_t off, uint64_t len, tpar_st_dtype dt, int64_t *bad,
+                             uint64_t *got, uint32_t *crc, tpar_err_t *err) {
     enum { CHUNK = 1 << 20 };
     unsigned char *buf = malloc(CHUNK);
     if (!buf) return tpar_err_set(err, TPAR_ERR_NOMEM, "out of memory checksumming %s", path);
     uLong c = crc32(0L, Z_NULL, 0);
     uint64_t done = 0;
+    size_t es = dt < TPAR_ST_DTYPE_COUNT ? tpar_st_dtype_size(dt) : 0;
+    if (bad) *bad = -1;
     while (done < len) {
         size_t want = len - done < CHUNK ? (size_t)(len - done) : CHUNK;
         ssize_t r = tpar_io_pread_full(fd, buf, want, off + done);
@@ -93,6 +139,10 @@ static tpar_status crc_range(int fd, const char *path, uint64_t off, uint64_t le
             return tpar_err_set(err, TPAR_ERR_IO, "cannot read %s: %s", path, strerror(e));
         }
         c = crc32(c, buf, (uInt)r);
+        if (bad && es && *bad < 0) { /* chunks hold whole elements: CHUNK is a multiple of 8 */
+            int64_t k = first_nonfinite(buf, (size_t)r, dt);
+            if (k >= 0) *bad = (int64_t)(done / es) + k;
+        }
         done += (uint64_t)r;
         if ((size_t)r < want) break;
     }
@@ -109,7 +159,8 @@ static int by_begin(const void *a, const void *b) {
 
 /* The manifest entry of a file, in one sequential read: {"size", "crc32"} and, for a
  * safetensors file (validated on the way), "tensors": {name: crc32} so that a corrupted
- * checkpoint names the tensor. The file's crc32 combines the header's and the tensors'. */
+ * checkpoint names the tensor, and "nonfinite": the first tensor (in file order) holding a NaN
+ * or an Inf, if any. The file's crc32 combines the header's and the tensors'. */
 static tpar_status file_entry(const char *path, int fd, json_t **out, tpar_err_t *err) {
     *out = NULL;
     tpar_st_file_t *sf = NULL;
@@ -122,12 +173,15 @@ static tpar_status file_entry(const char *path, int fd, json_t **out, tpar_err_t
     for (size_t i = 0; st == TPAR_OK && i < n; i++) order[i] = tpar_st_tensor(sf, i);
     if (st == TPAR_OK && n) qsort(order, n, sizeof *order, by_begin);
     /* Range 0: the whole file, or a safetensors file's length field and header. */
-    uint64_t base = sf ? tpar_io_st_data_start(sf) : 0, size = 0, got;
-    uint32_t crc = 0, c;
-    if (st == TPAR_OK) st = crc_range(fd, path, 0, sf ? base : UINT64_MAX, &size, &crc, err);
+    uint64_t base = sf ? tpar_io_st_data_start(sf) : 0, size = 0, got = 0;
+    uint32_t crc = 0, c = 0;
+    const tpar_st_tensor_t *nonfinite = NULL;
+    if (st == TPAR_OK) st = crc_range(fd, path, 0, sf ? base : UINT64_MAX, TPAR_ST_DTYPE_COUNT, NULL, &size, &crc, err);
     for (size_t i = 0; st == TPAR_OK && i < n; i++) { /* the tensors tile the rest, in order */
         const tpar_st_tensor_t *t = order[i];
-        st = crc_range(fd, path, base + t->begin, t->end - t->begin, &got, &c, err);
+        int64_t bad = -1;
+        st = crc_range(fd, path, base + t->begin, t->end - t->begin, t->dtype, &bad, &got, &c, err);
+        if (bad >= 0 && !nonfinite) nonfinite = t;
         if (st == TPAR_OK && json_object_set_new(tensors, t->name, json_integer((json_int_t)c)) != 0)
             st = tpar_err_set(err, TPAR_ERR_NOMEM, "out of memory checksumming %s", path);
         crc = (uint32_t)crc32_combine(crc, c, (z_off_t)got);
@@ -135,7 +189,8 @@ static tpar_status file_entry(const char *path, int fd, json_t **out, tpar_err_t
     }
     if (st == TPAR_OK && (json_object_set_new(entry, "size", json_integer((json_int_t)size)) != 0 ||
                           json_object_set_new(entry, "crc32", json_integer((json_int_t)crc)) != 0 ||
-                          (tensors && json_object_set(entry, "tensors", tensors) != 0)))
+                          (tensors && json_object_set(entry, "tensors", tensors) != 0) ||
+                          (nonfinite && json_object_set_new(entry, "nonfinite", json_string(nonfinite->name)) != 0)))
         st = tpar_err_set(err, TPAR_ERR_NOMEM, "out of memory checksumming %s", path);
     json_decref(tensors);
     free(order);
@@ -149,9 +204,10 @@ static tpar_status file_entry(const char *path, int fd, json_t **out, tpar_err_t
 }
 
 tpar_status tpar_file_crc32(const char *path, uint64_t *size, uint32_t *crc, tpar_err_t *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tpar_err_set(err, TPAR_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    tpar_status st = crc_range(fd, path, 0, UINT64_MAX, size, crc, err);
+    int fd;
+    tpar_status st = tpar_io_open_file(path, O_RDONLY, "file", &fd, err);
+    if (st != TPAR_OK) return st;
+    st = crc_range(fd, path, 0, UINT64_MAX, TPAR_ST_DTYPE_COUNT, NULL, size, crc, err);
     close(fd);
     return st;
 }
@@ -238,9 +294,10 @@ static tpar_status write_manifest(const char *tmp, int64_t step, tpar_err_t *err
     for (size_t i = 0; st == TPAR_OK && i < n; i++) {
         char p[TPAR_CKPT_PATH_MAX];
         if ((st = join_path(p, sizeof p, tmp, names[i], err)) != TPAR_OK) break;
-        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        int fd = -1;
         json_t *entry = NULL;
-        if (fd < 0 || fsync(fd) != 0)
+        if ((st = tpar_io_open_file(p, O_RDONLY, "checkpoint file", &fd, err)) != TPAR_OK) break;
+        if (fsync(fd) != 0)
             st = tpar_err_set(err, TPAR_ERR_IO, "cannot flush %s: %s", p, strerror(errno));
         else
             st = file_entry(p, fd, &entry, err);
@@ -290,7 +347,8 @@ static tpar_status rotate(const char *dir, int64_t step, int keep, tpar_err_t *e
     return st;
 }
 
-tpar_status tpar_ckpt_commit(const char *dir, int64_t step, int keep, tpar_err_t *err) {
+tpar_status tpar_ckpt_commit(const char *dir, int64_t step, int keep, char *warning, size_t wcap, tpar_err_t *err) {
+    if (warning && wcap) warning[0] = 0;
     char tmp[TPAR_CKPT_PATH_MAX], fin[TPAR_CKPT_PATH_MAX], old[TPAR_CKPT_PATH_MAX + 8];
     tpar_status st = ckpt_path_err(tmp, sizeof tmp, dir, step, 1, err);
     if (st == TPAR_OK) st = ckpt_path_err(fin, sizeof fin, dir, step, 0, err);
@@ -309,19 +367,37 @@ tpar_status tpar_ckpt_commit(const char *dir, int64_t step, int keep, tpar_err_t
     char latest[TPAR_CKPT_PATH_MAX], text[64];
     if ((st = join_path(latest, sizeof latest, dir, "latest", err)) != TPAR_OK) return st;
     int len = snprintf(text, sizeof text, "step_%08lld\n", (long long)step);
-    if ((st = tpar_io_write_atomic(latest, text, (size_t)len, err)) != TPAR_OK) return st;
+    /* The checkpoint is committed: `latest` is a pointer for people and tools (loading scans
+     * the step directories), so failing to update it (a full disk) is a warning, not a failure
+     * of the save. A stale `latest` is removed so that it does not point at the wrong step. */
+    tpar_err_t le = {0};
+    if (tpar_io_write_atomic(latest, text, (size_t)len, &le) != TPAR_OK) {
+        int gone = unlink(latest) == 0 || errno == ENOENT;
+        if (warning && wcap)
+            snprintf(warning, wcap, "checkpoint step %lld is committed, but %s was not updated (%s); %s", (long long)step,
+                     latest, le.msg, gone ? "it was removed (loading scans the step directories, not this pointer)"
+                                          : "it is stale (loading scans the step directories, not this pointer)");
+    }
     return keep > 0 ? rotate(dir, step, keep, err) : TPAR_OK;
 }
 
 /* ---- loading ----------------------------------------------------------------------------- */
 
+static tpar_status nonfinite_error(const char *path, const char *tensor, tpar_err_t *err) {
+    return tpar_err_set(err, TPAR_ERR_CORRUPT,
+                        "%s: tensor '%s' holds non-finite values (NaN or Inf): the training had diverged; refusing "
+                        "to use it (hint: an older checkpoint, or train again with a lower --lr)",
+                        path, tensor);
+}
+
 /* Recomputes a file's manifest entry and compares it with the recorded one; a mismatch names
  * the first tensor whose bytes changed. */
 static tpar_status check_entry(const char *path, json_t *want, tpar_err_t *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tpar_err_set(err, TPAR_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    int fd;
+    tpar_status st = tpar_io_open_file(path, O_RDONLY, "checkpoint file", &fd, err);
+    if (st != TPAR_OK) return st;
     json_t *have = NULL;
-    tpar_status st = file_entry(path, fd, &have, err); /* a header now invalid fails here, named */
+    st = file_entry(path, fd, &have, err); /* a header now invalid fails here, named */
     close(fd);
     if (st != TPAR_OK) return st;
     json_t *hc = json_object_get(have, "crc32"), *wc = json_object_get(want, "crc32");
@@ -345,6 +421,8 @@ static tpar_status check_entry(const char *path, json_t *want, tpar_err_t *err) 
         if (st == TPAR_OK)
             st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: crc32 0x%08llx, the manifest says 0x%08llx (corrupted)", path,
                               (unsigned long long)json_integer_value(hc), (unsigned long long)json_integer_value(wc));
+    } else if (json_is_string(json_object_get(have, "nonfinite"))) { /* a checkpoint older than the check */
+        st = nonfinite_error(path, json_string_value(json_object_get(have, "nonfinite")), err);
     }
     json_decref(have);
     return st;
@@ -356,13 +434,17 @@ tpar_status tpar_ckpt_verify(const char *ckpt_dir, int full, tpar_err_t *err) {
     tpar_status st = join_path(p, sizeof p, ckpt_dir, TPAR_CKPT_MANIFEST, err);
     if (st != TPAR_OK) return st;
     json_error_t je;
-    json_t *root = json_load_file(p, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        if (access(p, F_OK) != 0)
-            return tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: no %s (incomplete checkpoint)", ckpt_dir,
-                                TPAR_CKPT_MANIFEST);
-        return tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: %s (line %d, column %d)", p, je.text, je.line, je.column);
-    }
+    struct stat sb;
+    if (lstat(p, &sb) != 0 && errno == ENOENT)
+        return tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: no %s (incomplete checkpoint)", ckpt_dir, TPAR_CKPT_MANIFEST);
+    char *text;
+    size_t len;
+    tpar_err_t re = {0};
+    if (tpar_io_read_file(p, "checkpoint manifest", MANIFEST_MAX, &text, &len, &re) != TPAR_OK)
+        return tpar_err_set(err, TPAR_ERR_CORRUPT, "%s", re.msg); /* unreadable: not a usable checkpoint */
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!root) return tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: %s (line %d, column %d)", p, je.text, je.line, je.column);
     const char *format = NULL;
     int version = 0;
     json_t *files = NULL;
@@ -382,12 +464,16 @@ tpar_status tpar_ckpt_verify(const char *ckpt_dir, int full, tpar_err_t *err) {
         if (st != TPAR_OK) break;
         json_int_t want_size = -1, want_crc = -1;
         char fp[TPAR_CKPT_PATH_MAX];
-        struct stat sb;
+        json_t *nf = json_object_get(v, "nonfinite");
         if (json_unpack(v, "{s:I, s:I}", "size", &want_size, "crc32", &want_crc) != 0 || want_size < 0 ||
-            want_crc < 0 || want_crc > 0xffffffffLL || strchr(name, '/')) {
+            want_crc < 0 || want_crc > 0xffffffffLL || strchr(name, '/') || (nf && !json_is_string(nf))) {
             st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: bad entry for '%s'", p, name);
         } else if (join_path(fp, sizeof fp, ckpt_dir, name, NULL) != TPAR_OK || stat(fp, &sb) != 0) {
             st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s/%s: listed in the manifest but missing", ckpt_dir, name);
+        } else if (!S_ISREG(sb.st_mode)) { /* a FIFO would block the reads that follow */
+            st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: not a regular file", fp);
+        } else if (nf) {
+            st = nonfinite_error(fp, json_string_value(nf), err);
         } else if ((uint64_t)sb.st_size != (uint64_t)want_size) {
             st = tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: %lld bytes, the manifest says %lld (truncated?)", fp,
                               (long long)sb.st_size, (long long)want_size);
@@ -440,12 +526,16 @@ tpar_status tpar_ckpt_find_latest(const char *dir, int full, tpar_ckpt_found_t *
     char p[TPAR_CKPT_PATH_MAX];
     if (join_path(p, sizeof p, dir, TPAR_CKPT_MANIFEST, err) != TPAR_OK) return TPAR_ERR_INVALID_ARG;
     if (access(p, F_OK) == 0) { /* DIR is itself a checkpoint */
-        json_t *root = json_load_file(p, 0, NULL);
+        tpar_status st = tpar_ckpt_verify(dir, full, err); /* reads the manifest safely first */
+        if (st != TPAR_OK) return st;
+        char *text = NULL;
+        size_t len = 0;
         json_int_t step = -1;
+        if ((st = tpar_io_read_file(p, "checkpoint manifest", MANIFEST_MAX, &text, &len, err)) != TPAR_OK) return st;
+        json_t *root = json_loadb(text, len, 0, NULL);
+        free(text);
         if (root) json_unpack(root, "{s:I}", "step", &step);
         json_decref(root);
-        tpar_status st = tpar_ckpt_verify(dir, full, err);
-        if (st != TPAR_OK) return st;
         out->found = 1;
         out->step = step;
         snprintf(out->path, sizeof out->path, "%s", dir);
@@ -473,4 +563,79 @@ tpar_status tpar_ckpt_find_latest(const char *dir, int full, tpar_ckpt_found_t *
     if (st == TPAR_OK && n > 0 && !out->found)
         st = tpar_err_set(err, TPAR_ERR_CORRUPT, "no valid checkpoint in %s: %s", dir, out->warning);
     return st;
+}
+
+/* ---- one job per directory --------------------------------------------------------------- */
+
+struct tpar_ckpt_lock {
+    int fd;
+};
+
+/* The pid written in the lock file, or -1. */
+static long lock_holder(int fd) {
+    char buf[32];
+    ssize_t r = tpar_io_pread_full(fd, buf, sizeof buf - 1, 0);
+    if (r <= 0) return -1;
+    buf[r] = 0;
+    char *end;
+    long pid = strtol(buf, &end, 10);
+    return end != buf && pid > 0 ? pid : -1;
+}
+
+tpar_status tpar_ckpt_lock(const char *dir, int inherited_fd, int inherit, tpar_ckpt_lock_t **out, tpar_err_t *err) {
+    if (!dir || !out) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "tpar_ckpt_lock: NULL argument");
+    *out = NULL;
+    char p[TPAR_CKPT_PATH_MAX];
+    tpar_status st = mkdir_p(dir, err);
+    if (st != TPAR_OK || (st = join_path(p, sizeof p, dir, TPAR_CKPT_LOCK, err)) != TPAR_OK) return st;
+    tpar_ckpt_lock_t *l = malloc(sizeof *l);
+    if (!l) return tpar_err_set(err, TPAR_ERR_NOMEM, "out of memory locking %s", dir);
+    l->fd = -1;
+    struct stat a, b;
+    /* The parent's descriptor: the same file, and this description holds the lock (flock on a
+     * description that holds it succeeds; on one that does not, it fails or takes it). */
+    if (inherited_fd >= 0 && fstat(inherited_fd, &a) == 0 && stat(p, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino && flock(inherited_fd, LOCK_EX | LOCK_NB) == 0) {
+        free(l); /* the parent's lock: nothing of ours to release */
+        return TPAR_OK;
+    }
+    if ((st = tpar_io_open_file(p, O_RDWR | O_CREAT, "lock file", &l->fd, err)) != TPAR_OK) {
+        free(l);
+        return st;
+    }
+    if (inherit) fcntl(l->fd, F_SETFD, 0); /* kept across exec: the supervisor and the ranks */
+    if (flock(l->fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        long pid = lock_holder(l->fd);
+        close(l->fd);
+        free(l);
+        if (e == EWOULDBLOCK) {
+            char who[48] = "a process that did not write its pid";
+            if (pid > 0) snprintf(who, sizeof who, "pid %ld", pid);
+            return tpar_err_set(err, TPAR_ERR_IO,
+                                "save directory %s is in use by another job (%s holds %s): two jobs writing one "
+                                "directory would mix their checkpoints (hint: another --save-dir, or wait for that "
+                                "job to end)",
+                                dir, who, p);
+        }
+        return tpar_err_set(err, TPAR_ERR_SYS, "cannot lock %s: %s", p, strerror(e));
+    }
+    char text[32];
+    int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    if (ftruncate(l->fd, 0) != 0 || tpar_io_pwrite_full(l->fd, text, (size_t)n, 0) != 0) {
+        int e = errno;
+        close(l->fd);
+        free(l);
+        return tpar_err_set(err, TPAR_ERR_IO, "cannot write %s: %s", p, strerror(e));
+    }
+    *out = l;
+    return TPAR_OK;
+}
+
+int tpar_ckpt_lock_fd(const tpar_ckpt_lock_t *l) { return l ? l->fd : -1; }
+
+void tpar_ckpt_unlock(tpar_ckpt_lock_t *l) {
+    if (!l) return;
+    close(l->fd); /* the lock goes with the last descriptor of the description */
+    free(l);
 }

@@ -17,6 +17,16 @@
 ssize_t tpar_io_pread_full(int fd, void *buf, size_t n, uint64_t off);
 int tpar_io_pwrite_full(int fd, const void *buf, size_t n, uint64_t off);
 
+/* Opens path with open(2)'s flags (mode 0644 with O_CREAT) only if it is a regular file, so
+ * that a FIFO, a device or a directory in its place is a clear error instead of an open() that
+ * blocks forever: the open is O_NONBLOCK (cleared afterwards) and followed by fstat. `what`
+ * names the file in messages ("safetensors file"). TPAR_ERR_IO naming the path and its type. */
+tpar_status tpar_io_open_file(const char *path, int flags, const char *what, int *fd, tpar_err_t *err);
+/* Reads a whole regular file of at most max bytes (tpar_io_open_file) into a NUL-terminated
+ * buffer the caller frees. TPAR_ERR_IO (cannot open or read), TPAR_ERR_CORRUPT (larger than max). */
+tpar_status tpar_io_read_file(const char *path, const char *what, size_t max, char **buf, size_t *len,
+                              tpar_err_t *err);
+
 /* fsync of a directory (so that a rename or a new entry in it is durable). */
 tpar_status tpar_io_fsync_dir(const char *dir, tpar_err_t *err);
 /* The directory holding path ("." if none) into buf. */

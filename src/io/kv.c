@@ -3,12 +3,17 @@
 #include "io_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* A training state record is a few hundred bytes: anything past this is not one. */
+#define TPAR_KV_MAX_FILE (16u << 20)
 
 struct tpar_kv {
     json_t *obj;
@@ -149,13 +154,14 @@ tpar_status tpar_kv_load(const char *path, tpar_kv_t **out, tpar_err_t *err) {
     if (!path || !out) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "tpar_kv_load: NULL argument");
     *out = NULL;
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        FILE *f = fopen(path, "rb");
-        if (!f) return tpar_err_set(err, TPAR_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-        fclose(f);
+    char *text;
+    size_t len;
+    tpar_status st = tpar_io_read_file(path, "JSON file", TPAR_KV_MAX_FILE, &text, &len, err);
+    if (st != TPAR_OK) return st;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!root)
         return tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: %s (line %d, column %d)", path, je.text, je.line, je.column);
-    }
     if (!json_is_object(root)) {
         json_decref(root);
         return tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: expected a JSON object", path);
@@ -184,11 +190,16 @@ tpar_status tpar_metrics_open(const char *path, tpar_metrics_t **out, tpar_err_t
         free(m);
         return tpar_err_set(err, TPAR_ERR_NOMEM, "%s: out of memory", path);
     }
-    if (!(m->f = fopen(path, "a"))) {
-        int e = errno;
+    int fd;
+    tpar_status st = tpar_io_open_file(path, O_WRONLY | O_CREAT | O_APPEND, "metrics file", &fd, err);
+    if (st == TPAR_OK && !(m->f = fdopen(fd, "a"))) {
+        st = tpar_err_set(err, TPAR_ERR_IO, "cannot open metrics file %s: %s", path, strerror(errno));
+        close(fd);
+    }
+    if (st != TPAR_OK) {
         free(m->path);
         free(m);
-        return tpar_err_set(err, TPAR_ERR_IO, "cannot open metrics file %s: %s", path, strerror(e));
+        return st;
     }
     *out = m;
     return TPAR_OK;

@@ -79,9 +79,15 @@ static const char *fmt_dims(char *buf, size_t cap, int ndim, const int64_t *dims
 /* "[0:3, 2:4]" */
 static const char *fmt_slice(char *buf, size_t cap, const tpar_slice_t *s) {
     size_t len = (size_t)snprintf(buf, cap, "[");
-    for (int d = 0; d < s->ndim && len < cap; d++)
-        len += (size_t)snprintf(buf + len, cap - len, d ? ", %lld:%lld" : "%lld:%lld", (long long)s->start[d],
-                                (long long)(s->start[d] + s->count[d]));
+    for (int d = 0; d < s->ndim && len < cap; d++) {
+        int64_t end; /* a caller's start + count may overflow: then print the count */
+        if (__builtin_add_overflow(s->start[d], s->count[d], &end))
+            len += (size_t)snprintf(buf + len, cap - len, d ? ", %lld:+%lld" : "%lld:+%lld", (long long)s->start[d],
+                                    (long long)s->count[d]);
+        else
+            len += (size_t)snprintf(buf + len, cap - len, d ? ", %lld:%lld" : "%lld:%lld", (long long)s->start[d],
+                                    (long long)end);
+    }
     if (len < cap) snprintf(buf + len, cap - len, "]");
     return buf;
 }
@@ -338,9 +344,9 @@ tpar_status tpar_st_open(const char *path, tpar_st_file_t **out, tpar_err_t *err
     tpar_status st = TPAR_OK;
     struct stat sb;
     unsigned char lenb[8];
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0 || fstat(f->fd, &sb) != 0) {
-        st = tpar_err_set(err, TPAR_ERR_IO, "cannot open safetensors file %s: %s", path, strerror(errno));
+    if ((st = tpar_io_open_file(path, O_RDONLY, "safetensors file", &f->fd, err)) != TPAR_OK) goto done;
+    if (fstat(f->fd, &sb) != 0) {
+        st = tpar_err_set(err, TPAR_ERR_IO, "cannot stat safetensors file %s: %s", path, strerror(errno));
         goto done;
     }
     uint64_t size = (uint64_t)sb.st_size;
@@ -577,8 +583,8 @@ tpar_status tpar_st_writer_create(tpar_st_writer_t *w, const char *path, tpar_er
     if (!w || !path) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "tpar_st_writer_create: NULL argument");
     tpar_status st = writer_set_path(w, path, err);
     if (st != TPAR_OK) return st;
-    w->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd < 0) return tpar_err_set(err, TPAR_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    if ((st = tpar_io_open_file(path, O_RDWR | O_CREAT | O_TRUNC, "safetensors file", &w->fd, err)) != TPAR_OK)
+        return st;
     uint64_t size = w->hdr_len + w->data_size;
     int rc = tpar_io_pwrite_full(w->fd, w->hdr, w->hdr_len, 0) != 0 || ftruncate(w->fd, (off_t)size) != 0;
     if (rc) return tpar_err_set(err, TPAR_ERR_IO, "cannot write %s: %s", path, strerror(errno));
@@ -596,9 +602,11 @@ tpar_status tpar_st_writer_open(tpar_st_writer_t *w, const char *path, tpar_err_
     if (!w || !path) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "tpar_st_writer_open: NULL argument");
     tpar_status st = writer_set_path(w, path, err);
     if (st != TPAR_OK) return st;
-    w->fd = open(path, O_RDWR | O_CLOEXEC);
+    tpar_err_t oe = {0};
+    if ((st = tpar_io_open_file(path, O_RDWR, "safetensors file", &w->fd, &oe)) != TPAR_OK)
+        return tpar_err_set(err, st, "%s (was it created first?)", oe.msg);
     struct stat sb;
-    if (w->fd < 0 || fstat(w->fd, &sb) != 0)
+    if (fstat(w->fd, &sb) != 0)
         return tpar_err_set(err, TPAR_ERR_IO, "cannot open %s for writing: %s (was it created first?)", path,
                             strerror(errno));
     unsigned char *have = malloc(w->hdr_len);

@@ -66,12 +66,14 @@ static tpar_status parse_bin(const char *path, const unsigned char *raw, uint64_
 tpar_status tpar_tokens_load(const char *path, tpar_tokens_t *out, tpar_err_t *err) {
     if (!path || !out) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "tpar_tokens_load: NULL argument");
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd;
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
+    tpar_status ost = tpar_io_open_file(path, O_RDONLY, "data file", &fd, err);
+    if (ost != TPAR_OK) return ost;
+    if (fstat(fd, &sb) != 0) {
         int e = errno;
-        if (fd >= 0) close(fd);
-        return tpar_err_set(err, TPAR_ERR_IO, "cannot open data file %s: %s", path, strerror(e));
+        close(fd);
+        return tpar_err_set(err, TPAR_ERR_IO, "cannot stat data file %s: %s", path, strerror(e));
     }
     uint64_t size = (uint64_t)sb.st_size;
     if (!S_ISREG(sb.st_mode) || size == 0) {

@@ -1,5 +1,6 @@
 /* GPT-2 weights and optimizer moments in safetensors, by slices: each rank reads and writes
  * only its own shard, in Hugging Face's global names and layouts (docs/TRAINING.md). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,21 @@ static tpar_status check_config(const tpar_st_file_t *f, const tpar_gpt2_config_
     return TPAR_OK;
 }
 
+/* Every tensor of nbuf buffers of m's table is in the file with its global shape and F32. */
+static tpar_status check_tensors(const tpar_st_file_t *f, const tpar_gpt2_t *m, int nbuf, const char *const *suffixes,
+                                 tpar_err_t *err) {
+    tpar_status st = TPAR_OK;
+    for (int j = 0; !st && j < nbuf * m->n_tensors; j++) {
+        const tpar_gpt2_tensor_t *t = &m->tensors[j % m->n_tensors];
+        char name[96];
+        snprintf(name, sizeof name, "%s%s", t->name, suffixes[j / m->n_tensors]);
+        int64_t shape[2];
+        int nd = file_shape(t, shape);
+        st = tpar_st_expect(f, name, TPAR_ST_F32, nd, shape, err);
+    }
+    return st;
+}
+
 tpar_status tpar_gpt2_read_config(const char *path, tpar_gpt2_config_t *cfg, tpar_err_t *err) {
     tpar_st_file_t *f = NULL;
     tpar_status st = tpar_st_open(path, &f, err);
@@ -167,6 +183,17 @@ tpar_status tpar_gpt2_read_config(const char *path, tpar_gpt2_config_t *cfg, tpa
                               config_keys[i]);
         else *dst[i] = (int)x;
     }
+    // The metadata decides the sizes of everything that follows: check it, then that the file
+    // holds the tensors it implies (names, shapes, F32; st_open checked their byte ranges), so
+    // that a few bytes of metadata can never make anyone allocate for a model that is not there.
+    tpar_gpt2_t *table = NULL;
+    tpar_err_t e = {0};
+    if (!st && tpar_gpt2_table_new(cfg, &table, &e))
+        st = tpar_err_set(err, TPAR_ERR_CORRUPT, "checkpoint %s: the config in its metadata is impossible: %s", path,
+                          e.msg);
+    const char *const plain[1] = {""};
+    if (!st) st = check_tensors(f, table, 1, plain, err);
+    tpar_gpt2_table_free(table);
     tpar_st_close(f);
     return st;
 }
@@ -177,6 +204,7 @@ tpar_status tpar_gpt2_load(tpar_gpt2_t *m, int nbuf, float *const *bufs, const c
     float *tmp = NULL;
     tpar_status st = tpar_st_open(path, &f, err);
     if (!st) st = check_config(f, &m->cfg, path, err);
+    if (!st) st = check_tensors(f, m, nbuf, suffixes, err); // all of them before reading any
     if (!st && !(tmp = piece_buffer(m, err))) st = TPAR_ERR_NOMEM;
     for (int j = 0; !st && j < nbuf; j++) memset(bufs[j], 0, m->num_params * sizeof(float)); // padding stays 0
     uint64_t done = 0, total = (uint64_t)nbuf * m->num_params * sizeof(float); // this rank's bytes, for progress
@@ -196,7 +224,15 @@ tpar_status tpar_gpt2_load(tpar_gpt2_t *m, int nbuf, float *const *bufs, const c
         int np = tpar_gpt2_pieces(t, m->tp.size, m->tp.rank, pc);
         for (int k = 0; k < np && !st; k++) {
             tpar_slice_t sl = file_slice(t, &pc[k]);
-            if (!(st = tpar_st_read(f, name, TPAR_ST_F32, &sl, tmp, err))) unpack(t, &pc[k], buf + t->offset, tmp);
+            if ((st = tpar_st_read(f, name, TPAR_ST_F32, &sl, tmp, err))) break;
+            size_t n = (size_t)pc[k].nr * pc[k].nc;
+            for (size_t i = 0; i < n && !st; i++)
+                if (!isfinite(tmp[i])) // a diverged run's weights: generating or resuming from them is garbage
+                    st = tpar_err_set(err, TPAR_ERR_CORRUPT,
+                                      "checkpoint %s: tensor '%s' holds a non-finite value (%g) at element %zu of this "
+                                      "rank's block: refusing to load it (hint: an older checkpoint)",
+                                      path, name, (double)tmp[i], i);
+            if (!st) unpack(t, &pc[k], buf + t->offset, tmp);
         }
     }
     if (!st) tpar_progress_report(&m->progress, what, total, total);

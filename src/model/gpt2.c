@@ -1,8 +1,12 @@
 /* GPT-2 over a TP group: presets, the tensor table, initialisation, forward and backward. */
+#define _POSIX_C_SOURCE 200809L /* sysconf's _SC_AVPHYS_PAGES needs _DEFAULT_SOURCE on glibc */
+#define _DEFAULT_SOURCE
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model_internal.h"
 #include "tpar/kernels.h"
@@ -25,10 +29,24 @@ tpar_status tpar_gpt2_preset(const char *name, tpar_gpt2_config_t *cfg, tpar_err
                         TPAR_GPT2_PRESETS);
 }
 
+/* Upper bounds of a config (far above any GPT-2): with them every shape of the tensor table
+ * (at most 4 C or the padded V) fits an int, and every product below fits 64 bits. A config read
+ * from a file's metadata passes here before anything is sized from it. */
+#define MAX_LAYER 8192
+#define MAX_EMBD (1 << 20)
+#define MAX_VOCAB (1 << 30)
+#define MAX_POSITIONS (1 << 24)
+
 tpar_status tpar_gpt2_check(const tpar_gpt2_config_t *c, int tp, tpar_err_t *err) {
     tpar_status st = tpar_check_dims(err, "model (n_layer, n_head, n_embd, vocab_size, n_positions, tp)", 6,
                                      c->n_layer, c->n_head, c->n_embd, c->vocab_size, c->n_positions, tp);
     if (st) return st;
+    if (c->n_layer > MAX_LAYER || c->n_embd > MAX_EMBD || c->vocab_size > MAX_VOCAB || c->n_positions > MAX_POSITIONS)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "model: n_layer %d, n_embd %d, vocab_size %d, n_positions %d: the limits are %d, %d, %d "
+                            "and %d",
+                            c->n_layer, c->n_embd, c->vocab_size, c->n_positions, MAX_LAYER, MAX_EMBD, MAX_VOCAB,
+                            MAX_POSITIONS);
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "model: dropout %g must be in [0, 1)", (double)c->dropout);
     if (c->n_embd % c->n_head)
@@ -45,6 +63,33 @@ tpar_status tpar_gpt2_check(const tpar_gpt2_config_t *c, int tp, tpar_err_t *err
 }
 
 int tpar_gpt2_vocab_padded(int V, int tp) { return tpar_vocab_padded(V, tp, 64); }
+
+/* Memory the OS can give now without swapping: MemAvailable, else free pages; 0 if unknown. */
+static uint64_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f)) found = sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+    if (f) fclose(f);
+    if (found) return (uint64_t)kb * 1024;
+    long pages = sysconf(_SC_AVPHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    return pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
+}
+
+/* Fails early, before any allocation, when the TP group's model (bytes per rank x ranks: a TP
+ * group shares one host) exceeds the memory available. */
+static tpar_status check_fits(const tpar_gpt2_config_t *c, uint64_t rank_bytes, int tps, tpar_err_t *err) {
+    uint64_t need, avail = mem_available();
+    if (__builtin_mul_overflow(rank_bytes, (uint64_t)tps, &need)) need = UINT64_MAX;
+    if (avail == 0 || need <= avail) return TPAR_OK;
+    return tpar_err_set(err, TPAR_ERR_NOMEM,
+                        "model: L=%d C=%d V=%d T=%d needs %.2f GiB (%.2f GiB per rank x %d ranks: weights, gradients, "
+                        "activations) but this machine has %.2f GiB available (MemAvailable) (hint: a smaller model, "
+                        "batch or sequence, or free memory)",
+                        c->n_layer, c->n_embd, c->vocab_size, c->n_positions, need / 1073741824.0,
+                        rank_bytes / 1073741824.0, tps, avail / 1073741824.0);
+}
 
 size_t tpar_gpt2_num_params(const tpar_gpt2_config_t *c) {
     size_t C = (size_t)c->n_embd;
@@ -99,6 +144,31 @@ static void build_table(tpar_gpt2_t *m) {
     m->num_params = off;
 }
 
+tpar_status tpar_gpt2_table_new(const tpar_gpt2_config_t *cfg, tpar_gpt2_t **out, tpar_err_t *err) {
+    *out = NULL;
+    tpar_status st = tpar_gpt2_check(cfg, 1, err);
+    if (st) return st;
+    tpar_gpt2_t *m = calloc(1, sizeof *m);
+    if (m) m->tensors = calloc((size_t)4 + (size_t)cfg->n_layer * TPAR_BLOCK_NPARAMS, sizeof *m->tensors);
+    if (!m || !m->tensors) {
+        free(m);
+        return tpar_err_set(err, TPAR_ERR_NOMEM, "model: out of memory for the tensor table of %d layers",
+                            cfg->n_layer);
+    }
+    m->cfg = *cfg;
+    m->tp.size = 1;
+    m->Vp = tpar_gpt2_vocab_padded(cfg->vocab_size, 1);
+    build_table(m);
+    *out = m;
+    return TPAR_OK;
+}
+
+void tpar_gpt2_table_free(tpar_gpt2_t *m) {
+    if (!m) return;
+    free(m->tensors);
+    free(m);
+}
+
 int tpar_gpt2_pieces(const tpar_gpt2_tensor_t *t, int tp, int rank, tpar_gpt2_piece_t out[3]) {
     tpar_shard_rect_t rect[3];
     int n = 0, k = 0;
@@ -132,6 +202,8 @@ tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, i
     int tps = tp_comm ? tpar_comm_size(tp_comm) : 1;
     tpar_status st = tpar_gpt2_check(cfg, tps, err);
     if (st || (st = tpar_check_dims(err, "model batch (B, T)", 2, B, T))) return st;
+    if ((long long)B * T > INT_MAX)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "model: B*T = %d*%d tokens exceed %d", B, T, INT_MAX);
     if (T > cfg->n_positions)
         return tpar_err_set(err, TPAR_ERR_SHAPE, "model: sequence length %d exceeds n_positions %d", T,
                             cfg->n_positions);
@@ -155,6 +227,11 @@ tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, i
         goto fail;
     }
     build_table(m);
+    {   // weights and gradients (num_params floats each) and the activations sized below
+        size_t Nl0 = (size_t)N / (m->sp ? tps : 1), C0 = (size_t)C;
+        uint64_t acts = (uint64_t)(L + 4) * Nl0 * C0 + (uint64_t)N * ((size_t)m->Vp / tps) + (uint64_t)(T + 2) * C0;
+        if ((st = check_fits(cfg, (2 * (uint64_t)m->num_params + acts) * sizeof(float), tps, err))) goto fail;
+    }
     // Gradients live in the group's shared memory: the data-parallel all-reduce of them then
     // reads the peers' buffers directly (tpar_comm_mem_alloc; the heap when tp = 1).
     size_t pbytes;

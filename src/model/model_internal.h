@@ -19,4 +19,9 @@ int tpar_gpt2_pieces(const tpar_gpt2_tensor_t *t, int tp, int rank, tpar_gpt2_pi
 /* The padded vocabulary at this TP size (a multiple of 64 * tp). */
 int tpar_gpt2_vocab_padded(int V, int tp);
 
+/* The tensor table of cfg alone (TP of one, no buffers, nothing sized from cfg but the
+ * table), after tpar_gpt2_check: to check a file's tensors before a model is built. */
+tpar_status tpar_gpt2_table_new(const tpar_gpt2_config_t *cfg, tpar_gpt2_t **out, tpar_err_t *err);
+void tpar_gpt2_table_free(tpar_gpt2_t *m); /* NULL is fine */
+
 #endif /* TPAR_MODEL_INTERNAL_H */

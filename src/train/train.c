@@ -1,5 +1,6 @@
 /* The training loop of one rank: grid, data, steps, validation, checkpoints, sample. */
 #define _XOPEN_SOURCE 700
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,9 @@ typedef struct {
     tpar_metrics_t *metrics;
     double peak_flops;                /* raw sgemm FLOP/s x cores used */
     int start_step;                   /* resumed from (0: none); the next step's record holds the header */
+    tpar_ckpt_lock_t *lock;           /* rank 0: the save directory's (one job per directory) */
+    int skipped;                      /* steps skipped for a non-finite loss or gradient */
+    int nonfinite_stop;               /* 1: the run stopped at a non-finite step (all ranks agreed) */
 } job_t;
 
 static tpar_status comm_fail(tpar_comm_t *c, tpar_status st, const char *what, tpar_err_t *err) {
@@ -202,6 +206,43 @@ static tpar_status agree(job_t *j, tpar_status st, const char *what, tpar_err_t 
     return st;
 }
 
+/* ---- non-finite values ------------------------------------------------------------------------ */
+
+/* 1 if any of the n floats is NaN or Inf (exponent bits all ones). Integer ops on the bits, so
+ * the compiler vectorises it (a float sum could not be reordered): a small part of a step. */
+static int any_nonfinite(const float *x, size_t n) {
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad != 0;
+}
+
+/* The first tensor (table order) of buf, a flat buffer of the model's layout, holding a
+ * non-finite value on this rank; INT_MAX if none. */
+static int first_nonfinite_tensor(const tpar_gpt2_t *m, const float *buf) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (any_nonfinite(buf + m->tensors[i].offset, m->tensors[i].numel)) return i;
+    return INT_MAX;
+}
+
+/* The first non-finite tensor over all ranks, of the nbuf buffers in order: buffer b, tensor i
+ * is coded b * n_tensors + i (INT_MAX: none). Collective over the world. */
+static tpar_status world_first_nonfinite(job_t *j, int nbuf, const float *const *bufs, int32_t *code,
+                                         tpar_err_t *err) {
+    int32_t v = INT32_MAX;
+    for (int b = 0; b < nbuf && v == INT32_MAX; b++) {
+        int i = first_nonfinite_tensor(j->m, bufs[b]);
+        if (i != INT_MAX) v = (int32_t)(b * j->m->n_tensors + i);
+    }
+    tpar_status st = tpar_comm_allreduce(j->world, TPAR_IN_PLACE, &v, 1, TPAR_I32, TPAR_MIN);
+    if (st) return comm_fail(j->world, st, "train: non-finite check", err);
+    *code = v;
+    return TPAR_OK;
+}
+
 static tpar_status save_state(job_t *j, int step, const char *dir, tpar_err_t *err) {
     const tpar_train_config_t *c = j->c;
     const tpar_gpt2_config_t *mc = &j->m->cfg;
@@ -221,6 +262,7 @@ static tpar_status save_state(job_t *j, int step, const char *dir, tpar_err_t *e
     if (!st) st = tpar_kv_set_i64(kv, "seq", c->seq);
     if (!st) st = tpar_kv_set_i64(kv, "accum", c->accum);
     if (!st) st = tpar_kv_set_f64(kv, "lr", c->lr);
+    if (!st) st = tpar_kv_set_i64(kv, "skipped_steps", j->skipped);
     if (!st) st = tpar_loader_save_state(&j->loader, kv);
     char path[TPAR_CKPT_PATH_MAX];
     if (!st && snprintf(path, sizeof path, "%s/state.json", dir) >= (int)sizeof path)
@@ -235,8 +277,18 @@ static tpar_status save_state(job_t *j, int step, const char *dir, tpar_err_t *e
 static tpar_status save_checkpoint(job_t *j, int step, tpar_err_t *err) {
     const tpar_train_config_t *c = j->c;
     double t0 = tpar_now();
-    char tmp[TPAR_CKPT_PATH_MAX], path[TPAR_CKPT_PATH_MAX + 32];
-    tpar_status st = TPAR_OK;
+    char tmp[TPAR_CKPT_PATH_MAX], path[TPAR_CKPT_PATH_MAX + 32], warning[TPAR_ERR_MSG_MAX + 256] = "";
+    // A non-finite state is never saved: it would be the newest checkpoint, and --keep would
+    // then rotate out the finite ones. (The step checks make this a last line of defence.)
+    const float *all[3] = {j->m->params, j->mom, j->var};
+    static const char *const what[3] = {"weights", "AdamW first moments", "AdamW second moments"};
+    int32_t bad;
+    tpar_status st = world_first_nonfinite(j, 3, all, &bad, err);
+    if (st) return st;
+    if (bad != INT32_MAX)
+        return tpar_err_set(err, TPAR_ERR_CORRUPT,
+                            "refusing to save checkpoint step %d: tensor '%s' of the %s holds a NaN or an Inf", step,
+                            j->m->tensors[bad % j->m->n_tensors].name, what[bad / j->m->n_tensors]);
     if (j->rank == 0) {
         printf("saving checkpoint step %d to %s ...\n", step, c->save_dir);
         fflush(stdout);
@@ -255,13 +307,48 @@ static tpar_status save_checkpoint(job_t *j, int step, tpar_err_t *err) {
     if ((st = tpar_gpt2_save(j->m, 2, o, opt_suffix, path, j->world, writer, err))) return st;
     if (j->rank == 0) {
         st = save_state(j, step, tmp, err);
-        if (!st) st = tpar_ckpt_commit(c->save_dir, step, c->keep, err);
+        if (!st) st = tpar_ckpt_commit(c->save_dir, step, c->keep, warning, sizeof warning, err);
     }
     if ((st = agree(j, st, "checkpoint commit", err))) return st;
     if (j->rank == 0) {
+        if (warning[0]) printf("warning: %s\n", warning);
         printf("saved checkpoint step %d (%.2f s)\n", step, tpar_now() - t0);
         fflush(stdout);
     }
+    return TPAR_OK;
+}
+
+/* The state must belong to the checkpoint it sits in: its step is the one of the directory
+ * name and the manifest (tpar_ckpt_verify checked those two), and its model config is the
+ * running model's. A state.json copied or edited in would otherwise resume at one step with
+ * the weights of another. */
+static tpar_status check_state(job_t *j, const tpar_kv_t *kv, const char *path, int64_t ckpt_step, tpar_err_t *err) {
+    int64_t s = -1, skipped = 0;
+    tpar_status st = tpar_kv_get_i64(kv, "step", &s, err);
+    if (st) return st;
+    if (s != ckpt_step)
+        return tpar_err_set(err, TPAR_ERR_CORRUPT,
+                            "%s: the state says step %lld but the checkpoint (directory name and manifest) is step "
+                            "%lld: the state belongs to another checkpoint (edited or copied in?)",
+                            path, (long long)s, (long long)ckpt_step);
+    const tpar_gpt2_config_t *mc = &j->m->cfg;
+    const char *keys[5] = {"config.n_layer", "config.n_head", "config.n_embd", "config.vocab_size",
+                           "config.n_positions"};
+    const int have[5] = {mc->n_layer, mc->n_head, mc->n_embd, mc->vocab_size, mc->n_positions};
+    for (int i = 0; i < 5; i++) {
+        int64_t v;
+        if ((st = tpar_kv_get_i64(kv, keys[i], &v, err))) return st;
+        if (v != have[i])
+            return tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: %s is %lld, the checkpoint's model has %d", path, keys[i],
+                                (long long)v, have[i]);
+    }
+    if (tpar_kv_has(kv, "skipped_steps")) { // absent in checkpoints older than the count
+        if ((st = tpar_kv_get_i64(kv, "skipped_steps", &skipped, err))) return st;
+        if (skipped < 0 || skipped > s)
+            return tpar_err_set(err, TPAR_ERR_CORRUPT, "%s: skipped_steps %lld is outside [0, step %lld]", path,
+                                (long long)skipped, (long long)s);
+    }
+    j->skipped = (int)skipped;
     return TPAR_OK;
 }
 
@@ -289,6 +376,7 @@ static tpar_status load_checkpoint(job_t *j, int *step, tpar_err_t *err) {
     int64_t s = 0;
     if ((st = tpar_kv_load(path, &kv, err))) return st;
     st = tpar_kv_get_i64(kv, "step", &s, err);
+    if (!st) st = check_state(j, kv, path, found.step, err);
     if (!st) st = tpar_loader_load_state(&j->loader, kv, err);
     tpar_kv_free(kv);
     if (!st && (s < 0 || s > 1000000000))
@@ -397,6 +485,25 @@ static tpar_status add_header(const job_t *j, tpar_kv_t *kv) {
     return st;
 }
 
+/* The save directory is locked for the run. `tpar train` takes the lock before it starts the
+ * ranks and keeps it across restarts (its launcher, the same process after exec), handing the
+ * descriptor down in TPAR_SAVE_DIR_LOCK_FD: rank 0 checks that it is this directory's lock, and
+ * every rank closes its inherited copy, so that the lock goes the moment the launcher goes (a
+ * restart right after a kill -9 of the job must not find it held by dying ranks). Without one
+ * (under mpirun, or a library caller) rank 0 takes the lock itself for the run. */
+static tpar_status lock_save_dir(job_t *j, tpar_err_t *err) {
+    long long fd = -1;
+    const char *s = getenv("TPAR_SAVE_DIR_LOCK_FD");
+    if (!s || tpar_parse_int(s, 0, INT_MAX, &fd)) fd = -1;
+    tpar_status st = j->rank == 0 ? tpar_ckpt_lock(j->c->save_dir, (int)fd, 0, &j->lock, err) : TPAR_OK;
+    char p[TPAR_CKPT_PATH_MAX];
+    struct stat a, b; // close it only if it is that lock file (not whatever a stray variable names)
+    if (fd >= 0 && snprintf(p, sizeof p, "%s/%s", j->c->save_dir, TPAR_CKPT_LOCK) < (int)sizeof p &&
+        fstat((int)fd, &a) == 0 && stat(p, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        close((int)fd);
+    return st;
+}
+
 static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_err_t *err) {
     const tpar_train_config_t *c = j->c;
     tpar_status st = tpar_comm_init(NULL, &j->world, err);
@@ -405,6 +512,10 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     res->config_error = 1;
     if ((st = tpar_train_validate(c, tpar_comm_size(j->world), err))) return st;
     res->config_error = 0;
+    if (c->save_dir && (st = agree(j, lock_save_dir(j, err), "save directory", err))) {
+        res->same_error = 1; // rank 0's message is the one that says why: it alone prints
+        return st;
+    }
     j->tp_rank = j->rank % c->tp;
     j->dp_rank = j->rank / c->tp;
     if ((st = tpar_comm_split(j->world, j->dp_rank, j->tp_rank, &j->tpc)) ||
@@ -454,6 +565,7 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
 }
 
 static void teardown(job_t *j) {
+    tpar_ckpt_unlock(j->lock);
     tpar_metrics_close(j->metrics);
     tpar_gpt2_free(j->m);
     tpar_free(j->mom), tpar_free(j->var);
@@ -478,7 +590,67 @@ static tpar_status optimizer_step(job_t *j, double lr, long t, tpar_err_t *err) 
     return TPAR_OK;
 }
 
-static tpar_status train_step(job_t *j, int step, double *loss_out, double *norm_out, tpar_err_t *err) {
+/* TPAR_FAULT kind=nan (tests): a NaN in this rank's gradient of the last block's MLP input
+ * weight, after the DP all-reduce, so that this rank alone sees it (its DP peers' loss and norm
+ * stay finite: only the agreement over all ranks stops them too). On a TP rank > 0 it goes into
+ * ln_f.weight instead, a replicated tensor whose copy there the gradient norm does not count. */
+static void inject_nan(job_t *j, int step) {
+    if (!tpar_fault_nan(step)) return;
+    char name[64];
+    if (j->tp_rank > 0) snprintf(name, sizeof name, "ln_f.weight");
+    else snprintf(name, sizeof name, "h.%d.mlp.c_fc.weight", j->m->cfg.n_layer - 1);
+    for (int i = 0; i < j->m->n_tensors; i++)
+        if (!strcmp(j->m->tensors[i].name, name) && j->m->tensors[i].numel) j->m->grads[j->m->tensors[i].offset] = NAN;
+}
+
+/* After the reductions of a step: whether any rank's loss, gradient norm or gradients are
+ * non-finite (all ranks agree, so all stop or skip together), and if so an error naming the
+ * step and the first non-finite tensor. Returns TPAR_OK with *skip = 1 under nonfinite_skip.
+ * sq_local, this rank's sum of squares before the TP reduction (double: finite for any finite
+ * float gradient), is finite iff its gradients are, except the replicated tensors that it leaves
+ * to TP rank 0: those are scanned here (small: norms, biases, positions), so no pass over all
+ * the gradients is added to a step. */
+static tpar_status check_finite(job_t *j, int step, double loss, double norm, double sq_local, int *skip,
+                                tpar_err_t *err) {
+    tpar_gpt2_t *m = j->m;
+    *skip = 0;
+    int32_t bad = !isfinite(loss) || !isfinite(norm) || !isfinite(sq_local);
+    for (int i = 0; i < m->n_tensors && !bad && j->tp_rank > 0; i++)
+        if (m->tensors[i].kind == TPAR_SHARD_REPLICATED)
+            bad = any_nonfinite(m->grads + m->tensors[i].offset, m->tensors[i].numel);
+    tpar_status st = tpar_comm_allreduce(j->world, TPAR_IN_PLACE, &bad, 1, TPAR_I32, TPAR_MAX);
+    if (st) return comm_fail(j->world, st, "train: non-finite check", err);
+    if (!bad) return TPAR_OK;
+    // Name the first culprit: a weight (the cause) before a gradient (the effect).
+    const float *bufs[2] = {m->params, m->grads};
+    int32_t code;
+    if ((st = world_first_nonfinite(j, 2, bufs, &code, err))) return st;
+    const char *what = !isfinite(loss) ? "loss" : !isfinite(norm) ? "gradient norm" : "gradients on some rank";
+    char where[160];
+    if (code == INT32_MAX)
+        snprintf(where, sizeof where, "every weight and gradient is finite: the loss itself overflowed");
+    else
+        snprintf(where, sizeof where, "first non-finite tensor: the %s of '%s'", code < m->n_tensors ? "weight" : "gradient",
+                 m->tensors[code % m->n_tensors].name);
+    if (j->c->nonfinite_skip) {
+        *skip = 1;
+        if (j->rank == 0) {
+            printf("step %5d/%d | non-finite %s (loss %g, gradient norm %g; %s): update skipped (--on-nonfinite "
+                   "skip)\n",
+                   step, j->c->steps, what, loss, norm, where);
+            fflush(stdout);
+        }
+        return TPAR_OK;
+    }
+    j->nonfinite_stop = 1;
+    return tpar_err_set(err, TPAR_ERR_CORRUPT,
+                        "step %d: non-finite %s (loss %g, gradient norm %g; %s); stopped before the update, nothing "
+                        "of this step saved (hint: a lower --lr or --grad-clip, or --on-nonfinite skip)",
+                        step, what, loss, norm, where);
+}
+
+static tpar_status train_step(job_t *j, int step, double *loss_out, double *norm_out, int *skipped,
+                              tpar_err_t *err) {
     const tpar_train_config_t *c = j->c;
     tpar_gpt2_t *m = j->m;
     tpar_gpt2_zero_grad(m);
@@ -495,18 +667,22 @@ static tpar_status train_step(job_t *j, int step, double *loss_out, double *norm
     }
     tpar_status ws = wait_buckets(j, err);
     if (st || (st = ws)) return st;
+    inject_nan(j, step);
     loss /= (double)c->accum * c->dp;
-    double sq = tpar_gpt2_grad_sq_local(m);
+    double sq = tpar_gpt2_grad_sq_local(m), sq_local = sq;
     if ((st = sum_over(j->dpc, &loss, 1, TPAR_SUM, err)) || (st = sum_over(j->tpc, &sq, 1, TPAR_SUM, err))) return st;
     double norm = sqrt(sq);
-    if (c->grad_clip > 0 && norm > c->grad_clip) {
-        float s = (float)(c->grad_clip / norm);
-        for (size_t i = 0; i < m->num_params; i++) m->grads[i] *= s;
-    }
-    if ((st = optimizer_step(j, tpar_train_lr(c, step), step, err))) return st;
-    tpar_loader_advance(&j->loader);
     *loss_out = loss;
     *norm_out = norm;
+    if ((st = check_finite(j, step, loss, norm, sq_local, skipped, err))) return st;
+    if (!*skipped) {
+        if (c->grad_clip > 0 && norm > c->grad_clip) {
+            float s = (float)(c->grad_clip / norm);
+            for (size_t i = 0; i < m->num_params; i++) m->grads[i] *= s;
+        }
+        if ((st = optimizer_step(j, tpar_train_lr(c, step), step, err))) return st;
+    }
+    tpar_loader_advance(&j->loader); // a skipped step's batch is consumed, as in llm.c and Megatron
     return TPAR_OK;
 }
 
@@ -579,6 +755,7 @@ static tpar_status log_step(job_t *j, int step, double loss, double norm, double
     if (!st) st = tpar_kv_set_f64(kv, "peak_rss_bytes_min", -mx[5]);
     if (!st && !isnan(val)) st = tpar_kv_set_f64(kv, "val_loss", val);
     if (!st && step == j->start_step + 1) st = add_header(j, kv);
+    if (!st) st = tpar_kv_set_i64(kv, "skipped_steps", j->skipped); // so far (--on-nonfinite skip)
     if (st) st = tpar_err_set(err, st, "metrics: out of memory");
     else st = tpar_metrics_write(j->metrics, kv, err);
     tpar_kv_free(kv);
@@ -613,7 +790,13 @@ tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *re
         tpar_fault_point(TPAR_FAULT_AT_STEP, step); // fault injection (tests) and progress for the supervisor
         comm_use_t u0 = comm_use(&j);
         double t0 = tpar_now();
-        if ((st = train_step(&j, step, &loss, &norm, err))) break;
+        int skipped = 0;
+        if ((st = train_step(&j, step, &loss, &norm, &skipped, err))) {
+            res->same_error = j.nonfinite_stop; // every rank has this error: rank 0 prints it
+            break;
+        }
+        j.skipped += skipped;
+        res->skipped_steps = j.skipped;
         double dt = tpar_now() - t0;
         comm_use_t use = comm_use_since(&j, u0);
         t_all += dt;
@@ -639,6 +822,9 @@ tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *re
             printf("done: %d steps in %.1f s | final loss %.4f | val loss %.4f | %.0f tokens/s\n", res->end_step - start,
                    t_all, res->loss, res->val_loss, res->tokens_per_s);
     }
+    if (!st && j.skipped && j.rank == 0)
+        printf("%d step%s skipped for a non-finite loss or gradient (--on-nonfinite skip)\n", j.skipped,
+               j.skipped == 1 ? "" : "s");
     if (!st && c->sample > 0 && j.m) st = sample(&j, err);
     fflush(stdout);
     teardown(&j);

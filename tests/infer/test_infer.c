@@ -162,13 +162,13 @@ static void check_bad_inputs(tpar_infer_t *s, tpar_gpt2_t *m) {
     char path[256];
     tpar_gpt2_config_t c;
     tpar_model_source_t src = {.ckpt = "/nonexistent/tpar_ckpt"};
-    CHECK_EQ_INT(TPAR_ERR_IO, tpar_infer_resolve(&src, 0, path, sizeof path, &c, &e));
+    CHECK_EQ_INT(TPAR_ERR_IO, tpar_infer_resolve(&src, 0, path, sizeof path, &c, NULL, &e));
     CHECK_STR_CONTAINS(e.msg, "checkpoint '/nonexistent/tpar_ckpt' not found");
     src.ckpt = "/";
-    CHECK_EQ_INT(TPAR_ERR_IO, tpar_infer_resolve(&src, 0, path, sizeof path, &c, &e));
+    CHECK_EQ_INT(TPAR_ERR_IO, tpar_infer_resolve(&src, 0, path, sizeof path, &c, NULL, &e));
     CHECK_STR_CONTAINS(e.msg, "no checkpoint in '/'");
     src = (tpar_model_source_t){.preset = "gpt7"};
-    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_infer_resolve(&src, 0, path, sizeof path, &c, &e));
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_infer_resolve(&src, 0, path, sizeof path, &c, NULL, &e));
     CHECK_STR_CONTAINS(e.msg, "unknown model 'gpt7'");
 }
 
@@ -205,7 +205,7 @@ int main(void) {
     tpar_infer_free(&s);
     tpar_gpt2_free(m);
     tpar_model_source_t src = {.ckpt = path};
-    MUST(tpar_infer_load_model(&src, tp > 1 ? world : NULL, NPOS, &m, &err));
+    MUST(tpar_infer_load_model(&src, tp > 1 ? world : NULL, NPOS, &m, NULL, &err));
     MUST(tpar_infer_init(&s, m, NPOS, &err));
     check_generate(&s, ref, "loaded");
     MUST(tpar_comm_barrier(world));

@@ -97,6 +97,11 @@ static void test_round_trip(void) {
     sl = tpar_slice_2d(1, 2, 0, 3); /* rows 1..3 of 2 */
     CHECK_EQ_INT(TPAR_ERR_SHAPE, tpar_st_read(f, "a", TPAR_ST_F32, &sl, a2, &err));
     CHECK_STR_CONTAINS(err.msg, "slice [1:3, 0:3] is outside tensor 'a' of shape [2, 3]");
+    /* A library caller's start + count that overflows int64 (issue #23): an error whose message
+     * prints the count, no signed overflow (the UBSan build checks). */
+    sl = tpar_slice_2d(INT64_MAX, INT64_MAX, 0, 3);
+    CHECK_EQ_INT(TPAR_ERR_SHAPE, tpar_st_read(f, "a", TPAR_ST_F32, &sl, a2, &err));
+    CHECK_STR_CONTAINS(err.msg, "slice [9223372036854775807:+9223372036854775807, 0:3] is outside tensor 'a'");
     sl = tpar_slice_1d(0, 2);
     CHECK_EQ_INT(TPAR_ERR_SHAPE, tpar_st_read(f, "a", TPAR_ST_F32, &sl, a2, &err));
     tpar_st_close(f);

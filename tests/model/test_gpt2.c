@@ -9,7 +9,11 @@
  *     tokens; same tolerances), and B*T not divisible by tp refused under SP;
  *   - a checkpoint written by the TP ranks (each its slices) reads back at TP = 1 bit-identical to
  *     the reference weights, and at this TP into a fresh model bit-identical to the shards;
- *   - a checkpoint of another shape and bad configs are refused with messages naming the problem. */
+ *   - a checkpoint of another shape and bad configs are refused with messages naming the problem;
+ *   - hostile metadata (issue #23): sizes past the limits (4*C would overflow an int), a config
+ *     whose tensors are not in the file (nothing allocated for them), a model larger than the
+ *     machine's memory (refused before allocating, with sizes), and non-finite weights (refused on
+ *     load naming the tensor). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +21,7 @@
 
 #include "check.h"
 #include "model/model_internal.h"
+#include "tpar/io.h"
 #include "tpar/kernels.h"
 #include "tpar/model.h"
 
@@ -139,6 +144,61 @@ out:
     tpar_gpt2_free(ref);
 }
 
+/* A weights file of header only: config metadata (as strings, like tpar writes) and no tensor. */
+static void write_meta_only(const char *path, const char *const kv[][2], int n) {
+    tpar_st_writer_t *w = NULL;
+    MUST(tpar_st_writer_new(&w, &err));
+    for (int i = 0; i < n; i++) MUST(tpar_st_writer_meta(w, kv[i][0], kv[i][1], &err));
+    MUST(tpar_st_writer_create(w, path, &err));
+    MUST(tpar_st_writer_close(w, &err));
+    tpar_st_writer_free(w);
+}
+
+static void hostile(tpar_comm_t *world, const char *path) {
+    tpar_err_t e = {0};
+    tpar_gpt2_config_t c = {.n_layer = 1, .n_head = 1, .n_embd = 1 << 29, .vocab_size = 256, .n_positions = 8};
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_check(&c, 1, &e));
+    CHECK_STR_CONTAINS(e.msg, "the limits are");
+    // Valid shapes, but ~3.3e12 parameters (26 TB): refused before any allocation, with sizes.
+    c = (tpar_gpt2_config_t){.n_layer = 64, .n_head = 64, .n_embd = 1 << 16, .vocab_size = 50257, .n_positions = 1024};
+    tpar_gpt2_t *m = NULL;
+    CHECK_EQ_INT(TPAR_ERR_NOMEM, tpar_gpt2_new(&c, NULL, 1, 8, 0, &m, &e));
+    CHECK_STR_CONTAINS(e.msg, "GiB available (MemAvailable)");
+    CHECK(m == NULL);
+    if (tpar_comm_rank(world) == 0) {
+        // GPT-2 124M's config and no tensors (a file of a few hundred bytes): refused by name.
+        const char *const meta[][2] = {{"n_layer", "12"}, {"n_head", "12"}, {"n_embd", "768"},
+                                       {"vocab_size", "50257"}, {"n_positions", "1024"}};
+        write_meta_only(path, meta, 5);
+        tpar_gpt2_config_t got;
+        CHECK_EQ_INT(TPAR_ERR_CORRUPT, tpar_gpt2_read_config(path, &got, &e));
+        CHECK_STR_CONTAINS(e.msg, "no tensor named 'wte.weight'");
+        const char *const huge[][2] = {{"n_layer", "1"}, {"n_head", "1"}, {"n_embd", "536870912"},
+                                       {"vocab_size", "256"}, {"n_positions", "8"}};
+        write_meta_only(path, huge, 5);
+        CHECK_EQ_INT(TPAR_ERR_CORRUPT, tpar_gpt2_read_config(path, &got, &e));
+        CHECK_STR_CONTAINS(e.msg, "the config in its metadata is impossible");
+        unlink(path);
+    }
+    MUST(tpar_comm_barrier(world));
+    // A NaN in one weight: the save goes through (tpar_gpt2_save is storage), the load refuses it.
+    tpar_gpt2_config_t cfg;
+    MUST(tpar_gpt2_preset("tiny", &cfg, &err));
+    MUST(tpar_gpt2_new(&cfg, world, 1, 8, 0, &m, &err));
+    tpar_gpt2_init(m, 7);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, "h.1.attn.c_proj.weight")) m->params[m->tensors[i].offset + 1] = 1.0f / 0.0f;
+    const float *b[1] = {m->params};
+    const char *sfx[1] = {""};
+    MUST(tpar_gpt2_save(m, 1, b, sfx, path, world, 1, &err));
+    float *lb[1] = {m->params};
+    CHECK_EQ_INT(TPAR_ERR_CORRUPT, tpar_gpt2_load(m, 1, lb, sfx, path, &e));
+    CHECK_STR_CONTAINS(e.msg, "tensor 'h.1.attn.c_proj.weight' holds a non-finite value (inf)");
+    tpar_gpt2_free(m);
+    MUST(tpar_comm_barrier(world));
+    if (tpar_comm_rank(world) == 0) unlink(path);
+}
+
 int main(void) {
     tpar_comm_t *world = NULL;
     MUST(tpar_comm_init(NULL, &world, &err));
@@ -154,6 +214,7 @@ int main(void) {
     run(world, 0.1f, 1, NULL);
     MUST(tpar_comm_barrier(world));
     if (tpar_comm_rank(world) == 0) unlink(path);
+    hostile(world, path);
 
     tpar_gpt2_config_t bad;
     MUST(tpar_gpt2_preset("tiny", &bad, &err));
