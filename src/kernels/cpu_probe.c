@@ -1,0 +1,103 @@
+/* tpar_cpu_info: the CPU's vector features (cpuid) and, measured, its clock and FMA
+ * throughput: the theoretical fp32 peak printed beside the measured GEMM peak.
+ *
+ * Clock: a chain of dependent integer adds retires one add per cycle on every x86 core (the
+ * loop's own counter runs beside it on other ports), so adds / seconds is the clock the core
+ * runs scalar code at. FMA: 12 independent chains of fused multiply-adds on the widest
+ * vector ISA (12 > latency 4 x 2 ports), so FLOPs / seconds is the core's vector
+ * throughput, including any AVX-512 frequency drop; over the clock and the vector width it
+ * gives the FMA units (1 or 2 on today's x86). Best of 3 for each, ~30 ms each. */
+#include <stdio.h>
+#include <string.h>
+
+#include "gemm_internal.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+static double clock_hz(void) {
+    const long iters = 20000000; /* adds per sample */
+    double best = 0;
+    for (int s = 0; s < 3; s++) {
+        long x = 0;
+        double t0 = tpar_now();
+        for (long i = 0; i < iters; i += 10)
+            __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+                             "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+                             : "+r"(x));
+        double dt = tpar_now() - t0;
+        if (x == iters && dt > 0 && iters / dt > best) best = iters / dt;
+    }
+    return best;
+}
+
+#define FMA_CHAINS 12
+__attribute__((target("avx512f"))) static double fma_rate_512(long iters) {
+    __m512 acc[FMA_CHAINS], m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
+    for (int j = 0; j < FMA_CHAINS; j++) acc[j] = _mm512_set1_ps((float)j);
+    double t0 = tpar_now();
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < FMA_CHAINS; j++) acc[j] = _mm512_fmadd_ps(acc[j], m, a);
+    double dt = tpar_now() - t0;
+    __m512 s = acc[0];
+    for (int j = 1; j < FMA_CHAINS; j++) s = _mm512_add_ps(s, acc[j]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return dt > 0 ? 2.0 * 16 * FMA_CHAINS * (double)iters / dt : 0;
+}
+
+__attribute__((target("avx2,fma"))) static double fma_rate_256(long iters) {
+    __m256 acc[FMA_CHAINS], m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+    for (int j = 0; j < FMA_CHAINS; j++) acc[j] = _mm256_set1_ps((float)j);
+    double t0 = tpar_now();
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < FMA_CHAINS; j++) acc[j] = _mm256_fmadd_ps(acc[j], m, a);
+    double dt = tpar_now() - t0;
+    float v[8];
+    __m256 s = acc[0];
+    for (int j = 1; j < FMA_CHAINS; j++) s = _mm256_add_ps(s, acc[j]);
+    _mm256_storeu_ps(v, s);
+    volatile float sink = v[0];
+    (void)sink;
+    return dt > 0 ? 2.0 * 8 * FMA_CHAINS * (double)iters / dt : 0;
+}
+
+static void features(tpar_cpu_info_t *o) {
+    __builtin_cpu_init();
+    o->avx2 = __builtin_cpu_supports("avx2") != 0;
+    o->fma = __builtin_cpu_supports("fma") != 0;
+    o->avx512f = __builtin_cpu_supports("avx512f") != 0; /* also checks the OS saves zmm state */
+    unsigned a, b, c, d;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        o->amx_bf16 = (d >> 22) & 1;
+        o->amx_tile = (d >> 24) & 1;
+        if (a >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) o->avx512_bf16 = o->avx512f && ((a >> 5) & 1);
+    }
+}
+#else
+static double clock_hz(void) { return 0; }
+static void features(tpar_cpu_info_t *o) { (void)o; }
+#endif
+
+void tpar_cpu_info(tpar_cpu_info_t *out, int measure) {
+    memset(out, 0, sizeof *out);
+    features(out);
+    out->vector_floats = out->avx512f ? 16 : out->avx2 && out->fma ? 8 : 4;
+    snprintf(out->dnnl_isa, sizeof out->dnnl_isa, "%s", gemm_dnnl_isa());
+    if (!measure) return;
+    out->measured = 1;
+    out->clock_hz = clock_hz();
+#if defined(__x86_64__)
+    for (int s = 0; s < 3; s++) {
+        double f = out->avx512f ? fma_rate_512(2000000) : out->vector_floats == 8 ? fma_rate_256(2000000) : 0;
+        if (f > out->fma_flops_per_s) out->fma_flops_per_s = f;
+    }
+#endif
+    if (out->clock_hz > 0 && out->fma_flops_per_s > 0) {
+        double u = out->fma_flops_per_s / out->clock_hz / (2.0 * out->vector_floats);
+        out->fma_units = (int)(u + 0.5);
+        if (out->fma_units < 1) out->fma_units = 1;
+    }
+    out->peak_flops_per_core = out->vector_floats * 2.0 * out->fma_units * out->clock_hz;
+}
