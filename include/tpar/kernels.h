@@ -152,6 +152,10 @@ int tpar_kernels_get_threads(void);
  * launch, OMPI_COMM_WORLD_LOCAL_SIZE under mpirun, 1 otherwise), at least 1, so the ranks of
  * a host never oversubscribe it. TPAR_ERR_INVALID_ARG for a malformed variable. */
 tpar_status tpar_kernels_rank_threads(int *n, tpar_err_t *err);
+/* Cores this process may run on: its affinity mask (taskset, cgroups), else the online ones. */
+int tpar_kernels_usable_cores(void);
+/* cores / local_ranks, at least 1. */
+int tpar_kernels_share(int cores, int local_ranks);
 /* Old names, kept: the same as tpar_kernels_set_threads / _get_threads. */
 tpar_status tpar_blas_set_threads(int n, tpar_err_t *err);
 int tpar_blas_get_threads(void);

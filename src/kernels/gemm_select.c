@@ -348,8 +348,12 @@ int tpar_kernels_get_threads(void) { return omp_get_max_threads(); }
 tpar_status tpar_blas_set_threads(int n, tpar_err_t *err) { return tpar_kernels_set_threads(n, err); }
 int tpar_blas_get_threads(void) { return tpar_kernels_get_threads(); }
 
-/* Cores this process may run on: its affinity mask (taskset, cgroups), else the online ones. */
-static int usable_cores(void) {
+int tpar_kernels_share(int cores, int local_ranks) {
+    int n = local_ranks >= 1 ? cores / local_ranks : cores;
+    return n < 1 ? 1 : n;
+}
+
+int tpar_kernels_usable_cores(void) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0) {
         int n = CPU_COUNT(&set);
@@ -366,8 +370,8 @@ tpar_status tpar_kernels_rank_threads(int *n, tpar_err_t *err) {
         static const char *const vars[] = {"TPAR_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE"};
         for (int i = 0; i < 2 && local == 1; i++)
             if ((st = tpar_env_int(vars[i], 1, 1, 1 << 20, &local, err))) return st;
-        t = usable_cores() / local;
+        t = tpar_kernels_share(tpar_kernels_usable_cores(), (int)local);
     }
-    *n = t < 1 ? 1 : (int)t;
+    *n = (int)t;
     return TPAR_OK;
 }
