@@ -36,31 +36,33 @@ static double clock_hz(void) {
     return best;
 }
 
+/* 12 independent chains in named variables (an array may live in memory in unoptimised or
+ * sanitizer builds, and then a load-store chain is what gets timed). */
 #define FMA_CHAINS 12
+#define FMA_BODY(T, SET1, FMADD, ADD)                                                                   \
+    T m = SET1(0.999999f), a = SET1(1e-7f);                                                          \
+    T x0 = SET1(0), x1 = SET1(1), x2 = SET1(2), x3 = SET1(3), x4 = SET1(4), x5 = SET1(5);            \
+    T x6 = SET1(6), x7 = SET1(7), x8 = SET1(8), x9 = SET1(9), x10 = SET1(10), x11 = SET1(11);        \
+    double t0 = tpar_now();                                                                          \
+    for (long i = 0; i < iters; i++) {                                                               \
+        x0 = FMADD(x0, m, a), x1 = FMADD(x1, m, a), x2 = FMADD(x2, m, a), x3 = FMADD(x3, m, a);      \
+        x4 = FMADD(x4, m, a), x5 = FMADD(x5, m, a), x6 = FMADD(x6, m, a), x7 = FMADD(x7, m, a);      \
+        x8 = FMADD(x8, m, a), x9 = FMADD(x9, m, a), x10 = FMADD(x10, m, a), x11 = FMADD(x11, m, a);  \
+    }                                                                                                \
+    double dt = tpar_now() - t0;                                                                     \
+    T s = ADD(ADD(ADD(ADD(x0, x1), ADD(x2, x3)), ADD(ADD(x4, x5), ADD(x6, x7))),                     \
+              ADD(ADD(x8, x9), ADD(x10, x11)))
+
 __attribute__((target("avx512f"))) static double fma_rate_512(long iters) {
-    __m512 acc[FMA_CHAINS], m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
-    for (int j = 0; j < FMA_CHAINS; j++) acc[j] = _mm512_set1_ps((float)j);
-    double t0 = tpar_now();
-    for (long i = 0; i < iters; i++)
-        for (int j = 0; j < FMA_CHAINS; j++) acc[j] = _mm512_fmadd_ps(acc[j], m, a);
-    double dt = tpar_now() - t0;
-    __m512 s = acc[0];
-    for (int j = 1; j < FMA_CHAINS; j++) s = _mm512_add_ps(s, acc[j]);
+    FMA_BODY(__m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps);
     volatile float sink = _mm512_reduce_add_ps(s);
     (void)sink;
     return dt > 0 ? 2.0 * 16 * FMA_CHAINS * (double)iters / dt : 0;
 }
 
 __attribute__((target("avx2,fma"))) static double fma_rate_256(long iters) {
-    __m256 acc[FMA_CHAINS], m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
-    for (int j = 0; j < FMA_CHAINS; j++) acc[j] = _mm256_set1_ps((float)j);
-    double t0 = tpar_now();
-    for (long i = 0; i < iters; i++)
-        for (int j = 0; j < FMA_CHAINS; j++) acc[j] = _mm256_fmadd_ps(acc[j], m, a);
-    double dt = tpar_now() - t0;
+    FMA_BODY(__m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps);
     float v[8];
-    __m256 s = acc[0];
-    for (int j = 1; j < FMA_CHAINS; j++) s = _mm256_add_ps(s, acc[j]);
     _mm256_storeu_ps(v, s);
     volatile float sink = v[0];
     (void)sink;
