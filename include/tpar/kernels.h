@@ -50,8 +50,9 @@ tpar_status tpar_check_dims(tpar_err_t *err, const char *what, int ndims, ...);
  * shape class (the operation: forward, input gradient, weight gradient; and the token count:
  * <= 8 decode, <= 512, more) gets its provider at its first call: by the CPU's features
  * (oneDNN when it has AVX2 or better, never OpenBLAS's core-name table) unless a short
- * measurement on that call's shape (capped at 512 x 1024 x 1024) finds another provider at
- * least 15% faster. The margin keeps the choice stable from run to run.
+ * measurement on the class's probe shape (a GPT-2 small layer at 4, 256 or 512 tokens) finds
+ * another provider at least 15% faster. A fixed probe and the margin keep the choice the same
+ * from run to run and model to model.
  *
  * A context (tpar_gemm_ctx_t) holds the choices and oneDNN's primitives, cached per shape,
  * transposes, alpha, accumulate and thread count. tpar_matmul_* use the process's default

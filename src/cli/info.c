@@ -67,7 +67,7 @@ static int print_gemm(void) {
     tpar_gemm_classes(g, cls);
     printf("gemm:         TPAR_GEMM=%s; per shape class, measured at its first call (%d threads):\n",
            tpar_gemm_provider_name(tpar_gemm_ctx_force(g)), threads);
-    printf("  %-26s %-18s %10s %10s  %s\n", "class", "measured on MxNxK", "openblas", "dnnl", "chosen");
+    printf("  %-26s %-18s %10s %10s  %s\n", "class", "probe MxNxK", "openblas", "dnnl", "chosen");
     for (int c = 0; c < TPAR_GEMM_CLASSES; c++) {
         if (!cls[c].decided) continue;
         char shape[32];
@@ -76,7 +76,7 @@ static int print_gemm(void) {
                cls[c].gflops[TPAR_GEMM_DNNL], tpar_gemm_provider_name(cls[c].chosen));
     }
     if (tpar_gemm_ctx_force(g) != TPAR_GEMM_AUTO) printf("  (forced: nothing measured)\n");
-    printf("  (GFLOP/s; auto keeps oneDNN on AVX2+ CPUs unless another provider is >= 15%% faster)\n");
+    printf("  (GFLOP/s on the class's probe shape; auto keeps oneDNN on AVX2+ CPUs unless another is >= 15%% faster)\n");
     tpar_gemm_peak_t pk;
     if (tpar_gemm_peak_flops(1024, 2, &pk, &err)) {
         tpar_cli_error("info", "%s", err.msg);

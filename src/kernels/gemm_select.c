@@ -183,21 +183,18 @@ static tpar_gemm_provider_t preferred(const tpar_gemm_ctx_t *g) {
     return g->dnnl && gemm_dnnl_isa_rank() >= 2 ? TPAR_GEMM_DNNL : TPAR_GEMM_OPENBLAS;
 }
 
-/* Decides class c from a call of shape (M, N, K): measures every available provider on the
- * shape (capped: tokens at 512, the other sizes at 1024), keeps the preferred provider unless
- * another is >= 15% faster. Caller holds g->mu. */
-static void decide(tpar_gemm_ctx_t *g, int c, int ta, int tb, int M, int N, int K, float beta) {
+/* Decides class c: measures every available provider on the class's probe shape, a GPT-2
+ * small layer at the bucket's token count (4, 256 or 512 tokens; 1024 x 768 weights), and keeps
+ * the preferred provider unless another is >= 15% faster. A fixed probe (not the first call's
+ * shape) makes the choice the same for every model and every run on a machine, unless the
+ * providers are within noise of each other there. Caller holds g->mu. */
+static void decide(tpar_gemm_ctx_t *g, int c) {
     tpar_gemm_class_t *k = &g->cls[c];
-    int op = c / GEMM_BUCKETS;
-    int m = M, n = N, kk = K;
-    if (op == 2) {
-        kk = kk > 512 ? 512 : kk;
-        m = m > 1024 ? 1024 : m;
-    } else {
-        m = m > 512 ? 512 : m;
-        kk = kk > 1024 ? 1024 : kk;
-    }
-    n = n > 1024 ? 1024 : n;
+    static const int tokens[GEMM_BUCKETS] = {4, 256, 512};
+    int op = c / GEMM_BUCKETS, t = tokens[c % GEMM_BUCKETS];
+    int ta = op >= 2, tb = op == 0 || op == 3;
+    float beta = op == 0 ? 0.0f : 1.0f; // the forward overwrites, the gradients accumulate
+    int m = op == 2 ? 1024 : t, n = op == 1 ? 768 : op == 2 ? 768 : 1024, kk = op == 2 ? t : op == 1 ? 1024 : 768;
     k->M = m, k->N = n, k->K = kk, k->decided = 1;
     k->chosen = preferred(g);
     float *a = tpar_calloc_aligned((size_t)m * kk, sizeof(float)), *b = tpar_calloc_aligned((size_t)kk * n, sizeof(float)),
@@ -215,18 +212,19 @@ static void decide(tpar_gemm_ctx_t *g, int c, int ta, int tb, int M, int N, int 
 }
 
 /* Caller holds g->mu. The provider of class c, deciding it now if needed. */
-static tpar_gemm_provider_t choose(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, int K, float beta) {
+static tpar_gemm_provider_t choose(tpar_gemm_ctx_t *g, int ta, int tb, int M, int K) {
     if (g->force != TPAR_GEMM_AUTO) return g->force;
     int c = gemm_class_of(ta, tb, M, K);
-    if (!g->cls[c].decided) decide(g, c, ta, tb, M, N, K, beta);
+    if (!g->cls[c].decided) decide(g, c);
     return g->cls[c].chosen;
 }
 
 tpar_gemm_provider_t tpar_gemm_choice(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, int K) {
     if (!g) g = tpar_gemm_default();
+    (void)N; // the class depends on the operation and the token count only
     if (!g) return TPAR_GEMM_OPENBLAS;
     pthread_mutex_lock(&g->mu);
-    tpar_gemm_provider_t p = choose(g, ta, tb, M, N, K, 0.0f);
+    tpar_gemm_provider_t p = choose(g, ta, tb, M, K);
     pthread_mutex_unlock(&g->mu);
     return p;
 }
@@ -258,7 +256,7 @@ void tpar_gemm(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, int K, float al
     if (!g) g = tpar_gemm_default();
     if (g) {
         pthread_mutex_lock(&g->mu);
-        tpar_gemm_provider_t p = choose(g, ta, tb, M, N, K, beta);
+        tpar_gemm_provider_t p = choose(g, ta, tb, M, K);
         /* A linear-only provider (no gemm hook) cannot run a general call: fall to the CPU's
          * preferred one. */
         if (!providers[p].gemm) p = preferred(g);
@@ -274,7 +272,7 @@ void tpar_gemm_linear(tpar_gemm_ctx_t *g, float *out, const float *inp, const fl
     if (!g) g = tpar_gemm_default();
     if (g) {
         pthread_mutex_lock(&g->mu);
-        tpar_gemm_provider_t p = choose(g, 0, 1, N, OC, C, bias ? 1.0f : 0.0f);
+        tpar_gemm_provider_t p = choose(g, 0, 1, N, C);
         pthread_mutex_unlock(&g->mu);
         const provider_t *pv = &providers[p];
         if (pv->linear && (!pv->info.max_rows || N <= pv->info.max_rows)) {
