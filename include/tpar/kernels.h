@@ -79,8 +79,9 @@ void tpar_gemm_ctx_free(tpar_gemm_ctx_t *g);
 /* The process's default context (see above); NULL only if it could not be allocated, in
  * which case the seam calls OpenBLAS directly. */
 tpar_gemm_ctx_t *tpar_gemm_default(void);
-/* Checks TPAR_GEMM and creates the default context now: call it at start-up so that a bad
- * value is a clear error (later, lazily, a bad value would mean auto). */
+/* Checks TPAR_GEMM, creates the default context and, in auto mode, decides the forward and
+ * gradient classes now (~0.1 s): call it at start-up, so that a bad value is a clear error
+ * (lazily, a bad value would mean auto) and no rank measures in the middle of a step. */
 tpar_status tpar_gemm_init(tpar_err_t *err);
 /* "auto", "openblas", "dnnl" <-> the enum. parse: TPAR_ERR_INVALID_ARG naming the choices. */
 tpar_status tpar_gemm_provider_parse(const char *s, tpar_gemm_provider_t *out, tpar_err_t *err);

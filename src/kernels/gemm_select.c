@@ -72,6 +72,8 @@ tpar_status tpar_gemm_provider_parse(const char *s, tpar_gemm_provider_t *out, t
                         s ? s : "(null)");
 }
 
+static void decide(tpar_gemm_ctx_t *g, int c);
+
 /* ---- contexts ----------------------------------------------------------------------------- */
 
 static const char *const op_names[GEMM_OPS] = {"forward", "input grad", "weight grad", "other"};
@@ -146,18 +148,27 @@ tpar_status tpar_gemm_init(tpar_err_t *err) {
     if (g->force != p)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "TPAR_GEMM=%s: that provider is not available here",
                             tpar_gemm_provider_name(p));
+    /* Decide the model's classes now (forward and both gradients, every bucket), before the
+     * ranks start stepping together, rather than in the middle of a step. */
+    pthread_mutex_lock(&g->mu);
+    if (g->force == TPAR_GEMM_AUTO)
+        for (int c = 0; c < 3 * GEMM_BUCKETS; c++)
+            if (!g->cls[c].decided) decide(g, c);
+    pthread_mutex_unlock(&g->mu);
     return TPAR_OK;
 }
 
 /* ---- the choice per shape class ---------------------------------------------------------- */
 
 /* Best rate of provider p over 3 samples on an (M, N, K) call with contiguous operands; each
- * sample repeats the call to ~1e8 FLOP (at least once). 0 if it cannot run. */
+ * sample repeats the call to ~2e7 FLOP (at least once; ~0.2-1.5 ms here), so a class costs a
+ * few ms per provider: short enough not to stall ranks that decide in the middle of a step. 0 if
+ * it cannot run. */
 static double measure(tpar_gemm_ctx_t *g, tpar_gemm_provider_t p, int ta, int tb, int M, int N, int K, float beta,
                       const float *A, const float *B, float *C) {
     int lda = ta ? M : K, ldb = tb ? K : N, ldc = N;
     double flop = 2.0 * M * N * K;
-    int iters = flop >= 1e8 ? 1 : (int)(1e8 / flop);
+    int iters = flop >= 2e7 ? 1 : (int)(2e7 / flop);
     if (iters > 2000) iters = 2000;
     const provider_t *pv = &providers[p];
     int linear = !pv->gemm; /* a forward-only provider: time its linear */
