@@ -146,7 +146,8 @@ typedef struct {
 void tpar_cpu_info(tpar_cpu_info_t *out, int measure);
 
 /* The threads of this rank's GEMM and large kernels: OpenMP (oneDNN's runtime and our own
- * `omp parallel` loops) and OpenBLAS's pool. n >= 1. */
+ * `omp parallel` loops) and OpenBLAS's pool; OpenBLAS keeps 1 once the default context has
+ * decided that none of the model's classes uses it (see docs/KERNELS.md, Threads). n >= 1. */
 tpar_status tpar_kernels_set_threads(int n, tpar_err_t *err);
 int tpar_kernels_get_threads(void);
 /* This rank's share of the host's cores: TPAR_THREADS when set (1 .. 4096; tpar launch sets

@@ -73,6 +73,7 @@ tpar_status tpar_gemm_provider_parse(const char *s, tpar_gemm_provider_t *out, t
 }
 
 static void decide(tpar_gemm_ctx_t *g, int c);
+static void set_openblas_threads(int n);
 
 /* ---- contexts ----------------------------------------------------------------------------- */
 
@@ -155,6 +156,7 @@ tpar_status tpar_gemm_init(tpar_err_t *err) {
         for (int c = 0; c < 3 * GEMM_BUCKETS; c++)
             if (!g->cls[c].decided) decide(g, c);
     pthread_mutex_unlock(&g->mu);
+    set_openblas_threads(omp_get_max_threads());
     return TPAR_OK;
 }
 
@@ -345,10 +347,26 @@ done:
 
 /* ---- threads ------------------------------------------------------------------------------- */
 
+/* OpenBLAS's threads: n while OpenBLAS may run the model's GEMMs (no default context yet,
+ * TPAR_GEMM=openblas, or a class chose it), else 1. Then it runs only attention's small
+ * per-block GEMMs (one thread, as before the seam), and its idle workers (which yield-spin for
+ * ~2^28 cycles after each call) stay off the cores oneDNN's OpenMP threads use. */
+static void set_openblas_threads(int n) {
+    tpar_gemm_ctx_t *g = default_ctx; /* set once under pthread_once, by this (main) thread */
+    int uses = !g || g->force == TPAR_GEMM_OPENBLAS;
+    if (g && g->force == TPAR_GEMM_AUTO) {
+        pthread_mutex_lock(&g->mu);
+        for (int c = 0; c < 3 * GEMM_BUCKETS; c++) // the model's classes (forward, both gradients)
+            if (!g->cls[c].decided || g->cls[c].chosen == TPAR_GEMM_OPENBLAS) uses = 1;
+        pthread_mutex_unlock(&g->mu);
+    }
+    openblas_set_num_threads(uses ? n : 1);
+}
+
 tpar_status tpar_kernels_set_threads(int n, tpar_err_t *err) {
     if (n < 1) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "kernel threads: %d requested, need >= 1", n);
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    set_openblas_threads(n);
     return TPAR_OK;
 }
 

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "kernels_ref.h"
 #include "ktest.h"
 #include "tpar/kernels.h"
@@ -303,6 +305,22 @@ static void test_errors_and_env(void) {
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_kernels_rank_threads(&n, &err));
     unsetenv("TPAR_THREADS");
     unsetenv("TPAR_LOCAL_SIZE");
+
+    /* The default context (auto here): after tpar_gemm_init has decided the model's classes,
+     * OpenBLAS keeps n threads only if one of them chose it; OpenMP always gets n. */
+    CHECK_EQ_INT(TPAR_OK, tpar_gemm_init(&err));
+    CHECK_EQ_INT(TPAR_OK, tpar_kernels_set_threads(2, &err));
+    tpar_gemm_class_t cls[TPAR_GEMM_CLASSES];
+    tpar_gemm_classes(NULL, cls);
+    int oblas = 0;
+    for (int c = 0; c < 9; c++) {
+        CHECK(cls[c].decided); /* forward, input grad, weight grad x 3 buckets: decided at init */
+        oblas |= cls[c].chosen == TPAR_GEMM_OPENBLAS;
+    }
+    CHECK(!cls[9].decided); /* (Trans, Trans): not a model class, left for its first call */
+    CHECK_EQ_INT(2, tpar_kernels_get_threads());
+    CHECK_EQ_INT(oblas ? 2 : 1, openblas_get_num_threads());
+    CHECK_EQ_INT(TPAR_OK, tpar_kernels_set_threads(1, &err));
 
     tpar_gemm_peak_t pk;
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gemm_peak_flops(0, 1, &pk, &err));
