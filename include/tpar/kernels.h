@@ -44,11 +44,11 @@ tpar_status tpar_check_dims(tpar_err_t *err, const char *what, int ndims, ...);
 
 /* ---- GEMM: one seam, the provider chosen for this CPU ---------------------------------- *
  *
- * Every GEMM of tpar goes through tpar_gemm (row-major, cblas_sgemm's arguments) or the linear
- * wrappers below it. Providers: oneDNN's matmul (fp32; it dispatches on the CPU's ISA:
+ * Every GEMM of the linear layers goes through tpar_gemm (row-major, cblas_sgemm's arguments)
+ * or the linear wrappers below it (attention's small per-block sgemms still call OpenBLAS). Providers: oneDNN's matmul (fp32; it dispatches on the CPU's ISA:
  * AVX2, AVX-512, AMX) and OpenBLAS (kept where it is measured faster). In auto mode each
  * shape class (the operation: forward, input gradient, weight gradient; and the token count:
- * <= 8 decode, <= 512, more) gets its provider at its first call: by the CPU's features
+ * <= 8 decode, <= 512, more) gets its provider at tpar_gemm_init or its first call: by the CPU's features
  * (oneDNN when it has AVX2 or better, never OpenBLAS's core-name table) unless a short
  * measurement on the class's probe shape (a GPT-2 small layer at 4, 256 or 512 tokens) finds
  * another provider at least 15% faster. A fixed probe and the margin keep the choice the same
