@@ -167,7 +167,7 @@ static int run(const opts_t *o) {
         row("square", "forward", &s, ctx, autoc, o->reps, A, B, C);
     }
     printf("x-oblas: the provider's rate over OpenBLAS on the same call, measured here; auto: the provider\n"
-           "TPAR_GEMM=auto chose for the shape's class (measured at the class's first call).\n");
+           "TPAR_GEMM=auto chose for the shape's class (measured on the class's probe shape, see tpar info).\n");
 done:
     for (int p = 1; p < NP; p++) tpar_gemm_ctx_free(ctx[p]);
     tpar_gemm_ctx_free(autoc);
