@@ -32,6 +32,9 @@ typedef struct {
     int M, N, K;
 } shape_t;
 
+/* gamma_n = n u / (1 - n u) */
+static double gam(int n) { return n * U / (1 - n * U); }
+
 /* Runs one call in g and in the reference; checks every element within the bound. Leading
  * dimensions are padded by `pad` to catch stride mix-ups. Returns the number of mismatches. */
 static long check_call(tpar_gemm_ctx_t *g, const char *who, int ta, int tb, int M, int N, int K, float alpha,
@@ -47,13 +50,13 @@ static long check_call(tpar_gemm_ctx_t *g, const char *who, int ta, int tb, int 
     if (!bound) exit(1);
     tpar_ref_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc, bound);
     tpar_gemm(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    double n = (double)K + 2, gam = n * U / (1 - n * U);
+    double gk = gam(K + 2);
     long bad = 0;
     double worst = 0;
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double r = R[(size_t)i * ldc + j], c = C[(size_t)i * ldc + j];
-            double tol = gam * bound[(size_t)i * N + j] + U * fabs(r) + 1e-30;
+            double tol = gk * bound[(size_t)i * N + j] + U * fabs(r) + 1e-30;
             double e = fabs(c - r);
             if (!(e <= tol)) bad++;
             if (e / tol > worst || isnan(e)) worst = isnan(e) ? INFINITY : e / tol;
@@ -128,7 +131,7 @@ static void test_linear(void) {
             float *out = kt_zeros((size_t)N * OC), *ref = kt_zeros((size_t)N * OC);
             tpar_gemm_linear(g, out, inp, w, b, N, C, OC);
             tpar_ref_matmul_forward(ref, inp, w, b, N, C, OC);
-            double tol = (C + 2) * U * (C + 1) * 1.0 / (1 - (C + 2) * U); /* |a|, |b|, |bias| <= 1 */
+            double tol = gam(C + 2) * (C + 1); /* |a|, |b|, |bias| <= 1: sum |terms| <= C + 1 */
             CHECK_CLOSE_F32("linear forward", ref, out, (size_t)N * OC, 0, tol);
             tpar_gemm_linear(g, out, inp, w, NULL, N, C, OC);
             tpar_ref_matmul_forward(ref, inp, w, NULL, N, C, OC);
@@ -145,7 +148,7 @@ static void test_linear(void) {
     tpar_matmul_backward(din, dw, db, dout, inp, w, N, C, OC);
     tpar_ref_matmul_backward(rdin, rdw, rdb, dout, inp, w, N, C, OC);
     int K = N > OC ? N : OC;
-    double tol = (K + 2) * U * (K + 1) / (1 - (K + 2) * U);
+    double tol = gam(K + 2) * (K + 1);
     CHECK_CLOSE_F32("matmul dinp", rdin, din, (size_t)N * C, 0, tol);
     CHECK_CLOSE_F32("matmul dweight", rdw, dw, (size_t)OC * C, 0, tol);
     CHECK_CLOSE_F32("matmul dbias", rdb, db, OC, 0, tol);
@@ -173,15 +176,15 @@ static void test_providers_agree(void) {
             float *o1 = kt_zeros((size_t)N * OC), *o2 = kt_zeros((size_t)N * OC);
             tpar_gemm(gb, 0, 1, N, OC, C, 1.0f, x, C, w, C, 0.0f, o1, OC);
             tpar_gemm(gd, 0, 1, N, OC, C, 1.0f, x, C, w, C, 0.0f, o2, OC);
-            CHECK_CLOSE_F32("forward dnnl vs openblas", o1, o2, (size_t)N * OC, 0, 2 * (C + 2) * U * C);
+            CHECK_CLOSE_F32("forward dnnl vs openblas", o1, o2, (size_t)N * OC, 0, 2 * gam(C + 2) * C);
             float *d1 = kt_rand((size_t)N * C, -1, 1), *d2 = kt_copy(d1, (size_t)N * C);
             tpar_gemm(gb, 0, 0, N, C, OC, 1.0f, dy, OC, w, C, 1.0f, d1, C);
             tpar_gemm(gd, 0, 0, N, C, OC, 1.0f, dy, OC, w, C, 1.0f, d2, C);
-            CHECK_CLOSE_F32("input grad dnnl vs openblas", d1, d2, (size_t)N * C, 0, 2 * (OC + 2) * U * (OC + 1));
+            CHECK_CLOSE_F32("input grad dnnl vs openblas", d1, d2, (size_t)N * C, 0, 2 * gam(OC + 2) * (OC + 1));
             float *w1 = kt_rand((size_t)OC * C, -1, 1), *w2 = kt_copy(w1, (size_t)OC * C);
             tpar_gemm(gb, 1, 0, OC, C, N, 1.0f, dy, OC, x, C, 1.0f, w1, C);
             tpar_gemm(gd, 1, 0, OC, C, N, 1.0f, dy, OC, x, C, 1.0f, w2, C);
-            CHECK_CLOSE_F32("weight grad dnnl vs openblas", w1, w2, (size_t)OC * C, 0, 2 * (N + 2) * U * (N + 1));
+            CHECK_CLOSE_F32("weight grad dnnl vs openblas", w1, w2, (size_t)OC * C, 0, 2 * gam(N + 2) * (N + 1));
             kt_free_all();
         }
     tpar_gemm_ctx_free(gb), tpar_gemm_ctx_free(gd);
