@@ -4,8 +4,8 @@
  * cblas_sgemm's row-major C = alpha op(A) op(B) + beta C maps onto one matmul primitive:
  * transposes become strides of the memory descriptors (no copy), alpha an output scale, and
  * beta a sum post-op (accumulate into C; beta = 0 has none). oneDNN picks its kernel from the
- * CPU's ISA (brgemm on AVX-512 / AMX, its jit gemm otherwise). Creating a primitive costs
- * 0.1-1 ms, running one microseconds, so they are cached by everything that shapes them:
+ * CPU's ISA (brgemm on AVX-512 / AMX, its jit gemm otherwise). Creating a primitive (kernel
+ * generation) costs far more than running a small one, so they are cached by what shapes them:
  * (transposes, M, N, K, leading dimensions, alpha, beta != 0, threads). The cache is a
  * growing array searched linearly: a model has a few dozen GEMM shapes.
  *
