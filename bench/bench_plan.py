@@ -8,8 +8,8 @@ STEPS steps (default 8) of the `tiny` GPT (L=4, C=128, 4 heads, V=256, context 1
 4 x 128 tokens, at TP=1 and TP=2, then `tpar plan --precision fp32` for the same layouts on a
 description of this machine measured in this run:
 
-  TFLOPS      the trainer's MFU reference, a one-core 2048^3 cblas_sgemm at its start-up
-              ("raw sgemm 2048^3: X GFLOP/s per core"; the better of the two runs)
+  TFLOPS      the trainer's MFU reference, the best per-core GEMM rate on a 1024^3 square at its
+              start-up ("peak GEMM 1024^3: X GFLOP/s per core"; the better of the two runs)
   HBM-GBS     a one-core copy of 64 MiB, bytes read + written per second (the unit of the
               planner's element-wise model)
   NVLINK-GBS  tpar's own all-reduce bus bandwidth between 2 ranks at the size of the TP
@@ -41,7 +41,9 @@ SPEC, BATCH, SEQ, HIDDEN = "4,128,4,256,128", 4, 128, 128
 
 
 def run(cmd, timeout):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    # One thread per rank: the planner's device is a rank at the per-core GEMM rate.
+    env = dict(os.environ, TPAR_THREADS="1")
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)
     if p.returncode != 0:
         sys.exit("bench_plan: %s: exit %d\n%s" % (" ".join(cmd), p.returncode, p.stdout))
     return p.stdout
@@ -50,7 +52,7 @@ def run(cmd, timeout):
 def train(tp, mf):
     out = run([TPAR, "train", "--model", "tiny", "--data", DATA, "--tp", str(tp), "--dp", "1", "--batch", str(BATCH),
                "--seq", str(SEQ), "--steps", str(STEPS), "--val-every", "0", "--val-batches", "1", "--metrics", mf], 300)
-    sg = re.search(r"raw sgemm 2048\^3: ([0-9.]+) GFLOP/s per core", out)
+    sg = re.search(r"peak GEMM \d+\^3: ([0-9.]+) GFLOP/s per core", out)
     with open(mf) as f:
         rows = [json.loads(line) for line in f if line.strip()][1:]
     if not sg or not rows:

@@ -1,7 +1,8 @@
 /* bench_train: training-step throughput of gpt2-124m shapes at TP=1 and TP=2, side by side.
  *
- * Started by hand it is the driver: it measures a raw single-core 2048^3 sgemm (the MFU
- * reference, measured in this run because the machine drifts), then for each shape runs itself
+ * Started by hand it is the driver: it measures the best per-core fp32 GEMM rate of any
+ * provider on a 1024^3 square (tpar_gemm_peak_flops, the MFU reference, measured in this run
+ * because the machine drifts), then for each shape runs itself
  * under `tpar launch -n TP` as the ranks, and prints a table with tokens/s, MFU, per-rank
  * parameter + gradient + AdamW memory and peak RSS, and the TP=2 / TP=1 ratios.
  * A step here is what `tpar train` does per micro-batch on one TP group: forward, backward,
@@ -30,7 +31,10 @@ static void die(const char *what, const tpar_err_t *err) {
 static int rank_main(int B, int T, int V, int steps) {
     tpar_err_t err = {0};
     tpar_comm_t *world = NULL;
-    if (tpar_comm_init(NULL, &world, &err) || tpar_blas_set_threads(1, &err)) die("init", &err);
+    int threads = 1; // this rank's share of the cores (tpar launch sets TPAR_THREADS)
+    if (tpar_comm_init(NULL, &world, &err) || tpar_kernels_rank_threads(&threads, &err) ||
+        tpar_kernels_set_threads(threads, &err) || tpar_gemm_init(&err))
+        die("init", &err);
     tpar_gpt2_config_t cfg;
     tpar_gpt2_preset("gpt2-124m", &cfg, NULL);
     cfg.vocab_size = V;
@@ -92,14 +96,15 @@ int main(int argc, char **argv) {
         return rank_main(atoi(argv[1]), atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     tpar_err_t err = {0};
-    if (tpar_blas_set_threads(1, &err)) die("blas", &err);
-    double peak = tpar_train_sgemm_flops(3);
-    int cores = tpar_num_cores();
+    tpar_gemm_peak_t pk;
+    if (tpar_gemm_peak_flops(1024, 3, &pk, &err)) die("peak", &err);
+    double peak = pk.best;
+    int cores = tpar_kernels_usable_cores();
     tpar_gpt2_config_t cfg;
     tpar_gpt2_preset("gpt2-124m", &cfg, NULL);
     printf("bench_train: gpt2-124m shapes (L=12, C=768, 12 heads), forward + backward + AdamW per step\n");
-    printf("raw single-core sgemm 2048^3: %.1f GFLOP/s; %d cores; MFU = model FLOP/s / (sgemm x ranks)\n\n", peak / 1e9,
-           cores);
+    printf("peak GEMM 1024^3: %.1f GFLOP/s per core (%s); %d cores, all used at TP1 and TP2; MFU = model FLOP/s / "
+           "(peak x cores)\n\n", peak / 1e9, tpar_gemm_provider_name(pk.best_provider), cores);
     printf("%-6s %-4s %-6s | %10s %7s %11s %11s | %10s %7s %11s %11s | %7s %7s\n", "vocab", "B", "T", "TP1 tok/s",
            "MFU", "param+opt", "peak RSS", "TP2 tok/s", "MFU", "param+opt", "peak RSS", "speedup", "mem");
     int shapes[2][2] = {{4, 64}, {8, 256}}, vocabs[2] = {256, 50304};
@@ -109,7 +114,9 @@ int main(int argc, char **argv) {
             cfg.vocab_size = V;
             double fpt = tpar_gpt2_flops_per_token(&cfg, T);
             result_t r1 = run_ranks(argv[0], 1, B, T, V, steps), r2 = run_ranks(argv[0], 2, B, T, V, steps);
-            double mfu1 = r1.tps * fpt / peak, mfu2 = r2.tps * fpt / (peak * (cores < 2 ? cores : 2));
+            // tpar launch gives each of TP ranks cores / TP threads (at least 1)
+            double used1 = tpar_kernels_share(cores, 1), used2 = 2 * tpar_kernels_share(cores, 2);
+            double mfu1 = r1.tps * fpt / (peak * used1), mfu2 = r2.tps * fpt / (peak * used2);
             printf("%-6d %-4d %-6d | %10.1f %6.1f%% %9.1f MB %8.1f MB | %10.1f %6.1f%% %9.1f MB %8.1f MB | %6.2fx %6.1f%%\n",
                    V, B, T, r1.tps, mfu1 * 100, r1.mem / 1e6, r1.rss / 1e6, r2.tps, mfu2 * 100, r2.mem / 1e6,
                    r2.rss / 1e6, r2.tps / r1.tps, r2.mem / r1.mem * 100);

@@ -42,11 +42,128 @@
  * TPAR_ERR_INVALID_ARG otherwise. Use it once where shapes are decided (model build). */
 tpar_status tpar_check_dims(tpar_err_t *err, const char *what, int ndims, ...);
 
-/* ---- GEMM (OpenBLAS) -------------------------------------------------------------------- */
+/* ---- GEMM: one seam, the provider chosen for this CPU ---------------------------------- *
+ *
+ * Every GEMM of the linear layers goes through tpar_gemm (row-major, cblas_sgemm's arguments)
+ * or the linear wrappers below it (attention's small per-block sgemms still call OpenBLAS). Providers: oneDNN's matmul (fp32; it dispatches on the CPU's ISA:
+ * AVX2, AVX-512, AMX) and OpenBLAS (kept where it is measured faster). In auto mode each
+ * shape class (the operation: forward, input gradient, weight gradient; and the token count:
+ * <= 8 decode, <= 512, more) gets its provider at tpar_gemm_init or its first call: by the CPU's features
+ * (oneDNN when it has AVX2 or better, never OpenBLAS's core-name table) unless a short
+ * measurement on the class's probe shape (a GPT-2 small layer at 4, 256 or 512 tokens) finds
+ * another provider at least 15% faster. A fixed probe and the margin keep the choice the same
+ * from run to run and model to model.
+ *
+ * A context (tpar_gemm_ctx_t) holds the choices and oneDNN's primitives, cached per shape,
+ * transposes, alpha, accumulate and thread count. tpar_matmul_* use the process's default
+ * context: created at first use with the provider TPAR_GEMM names (auto | dnnl | openblas;
+ * auto when unset), never freed. It is the kernels module's one piece of process-wide state;
+ * a mutex serialises its use, so a context may be shared by threads (calls then run one at a
+ * time). Forcing a provider (TPAR_GEMM=dnnl, or a context made with it) also fixes every
+ * GEMM's summation order, which a measured choice could in principle move between runs.
+ * If oneDNN refuses a call (never seen), OpenBLAS runs it. */
 
-/* Pins OpenBLAS to n threads (ranks are the parallelism: a rank uses 1). n >= 1. */
+typedef enum {
+    TPAR_GEMM_AUTO = 0,     /* per shape class, as above */
+    TPAR_GEMM_OPENBLAS = 1, /* cblas_sgemm */
+    TPAR_GEMM_DNNL = 2,     /* oneDNN matmul */
+    TPAR_GEMM_N_PROVIDERS   /* (count; a new provider, e.g. the decode GEMV, goes before it) */
+} tpar_gemm_provider_t;
+
+typedef struct tpar_gemm_ctx tpar_gemm_ctx_t;
+
+/* A context that uses `force` for every call (TPAR_GEMM_AUTO: choose per shape class).
+ * TPAR_ERR_NOMEM; TPAR_ERR_INVALID_ARG for an unknown or unavailable provider. */
+tpar_status tpar_gemm_ctx_new(tpar_gemm_provider_t force, tpar_gemm_ctx_t **out, tpar_err_t *err);
+void tpar_gemm_ctx_free(tpar_gemm_ctx_t *g);
+/* The process's default context (see above); NULL only if it could not be allocated, in
+ * which case the seam calls OpenBLAS directly. */
+tpar_gemm_ctx_t *tpar_gemm_default(void);
+/* Checks TPAR_GEMM, creates the default context and, in auto mode, decides the forward and
+ * gradient classes now (~0.1 s): call it at start-up, so that a bad value is a clear error
+ * (lazily, a bad value would mean auto) and no rank measures in the middle of a step. */
+tpar_status tpar_gemm_init(tpar_err_t *err);
+/* "auto", "openblas", "dnnl" <-> the enum. parse: TPAR_ERR_INVALID_ARG naming the choices. */
+tpar_status tpar_gemm_provider_parse(const char *s, tpar_gemm_provider_t *out, tpar_err_t *err);
+const char *tpar_gemm_provider_name(tpar_gemm_provider_t p);
+/* The provider a context was made with (TPAR_GEMM_AUTO: chosen per class). */
+tpar_gemm_provider_t tpar_gemm_ctx_force(const tpar_gemm_ctx_t *g);
+
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major; op(X) = X^T when transX. A is (M, K)
+ * (stored (K, M) when transA), B is (K, N) (stored (N, K) when transB); lda, ldb, ldc are
+ * the row strides as stored. g NULL: the default context. beta 0 or 1 uses the chosen
+ * provider; other betas run on OpenBLAS. Sizes >= 1. */
+void tpar_gemm(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The provider a call of this shape would use in g (deciding now, measuring if auto). */
+tpar_gemm_provider_t tpar_gemm_choice(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K);
+
+/* What a context decided, per shape class, for `tpar info` and benchmarks. */
+typedef struct {
+    char name[32];                               /* e.g. "forward, 9-512 tokens" */
+    int decided;                                 /* 0: no call of this class yet */
+    tpar_gemm_provider_t chosen;
+    int M, N, K;                                 /* the shape it was measured on */
+    double gflops[TPAR_GEMM_N_PROVIDERS];        /* measured rate, 0 = not measured */
+} tpar_gemm_class_t;
+enum { TPAR_GEMM_CLASSES = 12 };
+/* Fills out[0 .. TPAR_GEMM_CLASSES-1]. */
+void tpar_gemm_classes(tpar_gemm_ctx_t *g, tpar_gemm_class_t *out);
+/* oneDNN's implementation for a call of this shape made in g, e.g. "brg:avx512_core"; "" when
+ * none yet or not oneDNN. */
+void tpar_gemm_impl(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, char *out, size_t n);
+
+/* The MFU reference: best fp32 FLOP/s per core of each provider on an n x n x n GEMM (NoTrans,
+ * Trans as a forward linear), on ONE thread (the caller's thread count is restored), best of
+ * reps after one warm-up. Multiply by the cores used for the machine's peak. */
+typedef struct {
+    int n, reps;
+    double flops[TPAR_GEMM_N_PROVIDERS]; /* per provider, 0 = not available */
+    double best;                         /* the largest of them */
+    tpar_gemm_provider_t best_provider;
+} tpar_gemm_peak_t;
+tpar_status tpar_gemm_peak_flops(int n, int reps, tpar_gemm_peak_t *out, tpar_err_t *err);
+
+/* ---- CPU and threads --------------------------------------------------------------------- */
+
+/* What the CPU offers (cpuid) and, when measured, its clock and FMA throughput: the
+ * theoretical fp32 peak = vector floats x 2 (an FMA is two FLOPs) x FMA units x clock. The
+ * clock comes from a chain of dependent integer adds (one a cycle on every x86 core since
+ * the P6), timed by the monotonic clock; the FMA units from independent FMAs of the widest
+ * ISA over that clock. A core that slows under AVX-512 shows it in fma_flops_per_s. */
+typedef struct {
+    int avx2, fma, avx512f, avx512_bf16, amx_tile, amx_bf16;
+    int vector_floats;         /* 16 AVX-512, 8 AVX2 + FMA, 4 otherwise */
+    char dnnl_isa[32];         /* what oneDNN will dispatch to, e.g. "avx512_core_amx" */
+    int measured;              /* the fields below are 0 unless measured */
+    double clock_hz;           /* dependent-add loop */
+    double fma_flops_per_s;    /* independent FMAs on one core, widest ISA */
+    int fma_units;             /* round(fma_flops_per_s / clock / (2 x vector_floats)), >= 1 */
+    double peak_flops_per_core; /* vector_floats x 2 x fma_units x clock_hz */
+} tpar_cpu_info_t;
+/* measure != 0 runs the two loops (about 0.1 s). */
+void tpar_cpu_info(tpar_cpu_info_t *out, int measure);
+
+/* The threads of this rank's GEMM and large kernels: OpenMP (oneDNN's runtime and our own
+ * `omp parallel` loops) and OpenBLAS's pool; OpenBLAS keeps 1 once the default context has
+ * decided that none of the model's classes uses it (see docs/KERNELS.md, Threads). n >= 1. */
+tpar_status tpar_kernels_set_threads(int n, tpar_err_t *err);
+int tpar_kernels_get_threads(void);
+/* This rank's share of the host's cores: TPAR_THREADS when set (1 .. 4096; tpar launch sets
+ * it, a user's value wins), else online cores / local ranks (TPAR_LOCAL_SIZE from tpar
+ * launch, OMPI_COMM_WORLD_LOCAL_SIZE under mpirun, 1 otherwise), at least 1, so the ranks of
+ * a host never oversubscribe it. TPAR_ERR_INVALID_ARG for a malformed variable. */
+tpar_status tpar_kernels_rank_threads(int *n, tpar_err_t *err);
+/* Cores this process may run on: its affinity mask (taskset, cgroups), else the online ones. */
+int tpar_kernels_usable_cores(void);
+/* cores / local_ranks, at least 1. */
+int tpar_kernels_share(int cores, int local_ranks);
+/* Old names, kept: the same as tpar_kernels_set_threads / _get_threads. */
 tpar_status tpar_blas_set_threads(int n, tpar_err_t *err);
 int tpar_blas_get_threads(void);
+
+/* ---- linear layers (through the default context) ------------------------------------------ */
 
 /* out = inp @ weight^T + bias. bias may be NULL (skip_bias_add: add it in a fused kernel). */
 void tpar_matmul_forward(float *out,          // (N, OC)
@@ -54,6 +171,13 @@ void tpar_matmul_forward(float *out,          // (N, OC)
                          const float *weight, // (OC, C)
                          const float *bias,   // (OC) or NULL
                          int N, int C, int OC);
+/* tpar_matmul_forward in context g (NULL: the default); small-row providers fuse the bias. */
+void tpar_gemm_linear(tpar_gemm_ctx_t *g,
+                      float *out,          // (N, OC)
+                      const float *inp,    // (N, C)
+                      const float *weight, // (OC, C)
+                      const float *bias,   // (OC) or NULL
+                      int N, int C, int OC);
 /* dinp += dout @ weight; dweight += dout^T @ inp; dbias += sum over rows of dout.
  * Each of dinp, dweight, dbias may be NULL, so a layer can compute dinp first, start its
  * all-reduce, and then compute dweight/dbias in a second call while the reduction runs. */

@@ -78,9 +78,7 @@ tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *re
 /* The learning rate at step s (1-based): warmup, then cosine to lr * lr_min_frac. */
 double tpar_train_lr(const tpar_train_config_t *c, int s);
 
-/* The MFU reference: FLOP/s of a raw single-core (the caller pins OpenBLAS to one thread)
- * 2048x2048x2048 cblas_sgemm, best of reps calls, measured now (the machine drifts). 0 if
- * out of memory. */
-double tpar_train_sgemm_flops(int reps);
+/* The MFU reference is tpar_gemm_peak_flops (kernels.h): the best fp32 GEMM rate per core of
+ * any provider, times the cores used; it is printed at start-up and written as peak_gflops. */
 
 #endif /* TPAR_TRAIN_H */

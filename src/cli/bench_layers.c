@@ -1,11 +1,10 @@
 /* `tpar bench layers`: forward + backward time of the tensor-parallel attention, MLP and
  * transformer block at GPT-2 small shapes (C 768, 12 heads, ffn 3072), for each TP size
- * (ranks started with `tpar launch`, one core each) and sequence parallelism off and on;
- * the communication share (time blocked in collectives), the GEMM share (raw cblas_sgemm
+ * (ranks started with `tpar launch`, cores / TP threads each) and sequence parallelism off and on;
+ * the communication share (time blocked in collectives), the GEMM share (the GEMM seam alone
  * on the same shard shapes, timed alone, over the layer's time), and the TP speedup of the
  * block measured side by side in the same run. */
 #define _POSIX_C_SOURCE 200809L
-#include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,9 +40,9 @@ static void usage(FILE *f) {
             "usage: tpar bench layers [--tokens 256,512,1024,2048] [--tp 1,2] [--seq T] [--iters N] [--json]\n\n"
             "Forward + backward time of the tensor-parallel attention, MLP and transformer block at\n"
             "GPT-2 small shapes (hidden 768, 12 heads, ffn 3072), B*T tokens with T = --seq (256),\n"
-            "for each TP size (ranks started with `tpar launch`, one BLAS thread each), sequence\n"
+            "for each TP size (ranks started with `tpar launch`, cores / TP threads each), sequence\n"
             "parallelism off and on. Columns: ms (best of --iters, slowest rank), comm (share of the\n"
-            "time blocked in collectives), gemm (raw cblas_sgemm on the same shard shapes, timed\n"
+            "time blocked in collectives), gemm (tpar_gemm alone on the same shard shapes, timed\n"
             "alone, over the layer time), other (the rest: tpar's kernels and overhead). Ends with\n"
             "the block's speedup of each TP size over TP = 1, measured in the same run.\n"
             "--json prints one object per layer, TP size and SP setting instead.\n");
@@ -75,9 +74,9 @@ static double raw_gemm_s(const char *layer, int N, int tp, float *a, float *b, f
     double t0 = tpar_now();
     for (int i = first; i < last; i++) {
         int K = shapes[i][0], M = shapes[i][1];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, K, 1.0f, a, K, b, K, 0.0f, c, M);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, M, 1.0f, c, M, b, K, 1.0f, a, K);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, K, N, 1.0f, c, M, a, K, 1.0f, b, K);
+        tpar_gemm(NULL, 0, 1, N, M, K, 1.0f, a, K, b, K, 0.0f, c, M);
+        tpar_gemm(NULL, 0, 0, N, K, M, 1.0f, c, M, b, K, 1.0f, a, K);
+        tpar_gemm(NULL, 1, 0, M, K, N, 1.0f, c, M, a, K, 1.0f, b, K);
     }
     return tpar_now() - t0;
 }
@@ -163,7 +162,8 @@ done:
 static int worker(const opts_t *o) {
     tpar_err_t err = {0};
     tpar_comm_t *world = NULL;
-    if (tpar_comm_init(NULL, &world, &err) || tpar_blas_set_threads(1, &err)) {
+    int threads;
+    if (tpar_comm_init(NULL, &world, &err) || tpar_cli_rank_compute(&threads, &err)) {
         tpar_cli_error(CMD, "%s", err.msg);
         tpar_comm_free(world);
         return TPAR_EXIT_FAIL;

@@ -61,6 +61,10 @@ tpar_progress_t tpar_cli_progress(tpar_cli_progress_t *p);
 /* Print "tpar CMD: error: <message>" to stderr. */
 void tpar_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Sets this rank's compute: its share of the host's cores (tpar_kernels_rank_threads) for
+ * OpenMP and OpenBLAS, and the GEMM provider (TPAR_GEMM checked). *threads gets the count. */
+tpar_status tpar_cli_rank_compute(int *threads, tpar_err_t *err);
+
 /* 1 when this process already runs as a rank (under `tpar launch`, mpirun or srun). */
 int tpar_cli_is_rank(void);
 

@@ -84,11 +84,12 @@ static tpar_status run_rank(const gen_opts_t *o, int *rank, int *quiet, tpar_err
     tpar_infer_t s = {0};
     int *prompt = NULL, *out = NULL;
     tpar_gpt2_config_t cfg;
+    int threads = 1;
     *quiet = 1;
     tpar_status st = tpar_comm_init(NULL, &world, err);
     if (st) return st;
     *rank = tpar_comm_rank(world);
-    if ((st = validate(o, tpar_comm_size(world), &cfg, err)) || (st = tpar_blas_set_threads(1, err))) goto done;
+    if ((st = validate(o, tpar_comm_size(world), &cfg, err)) || (st = tpar_cli_rank_compute(&threads, err))) goto done;
     int n = (int)strlen(o->prompt), T = cfg.n_positions < n + o->tokens ? cfg.n_positions : n + o->tokens;
     prompt = malloc((size_t)n * sizeof *prompt);
     out = malloc((size_t)o->tokens * sizeof *out);
@@ -98,7 +99,8 @@ static tpar_status run_rank(const gen_opts_t *o, int *rank, int *quiet, tpar_err
     }
     for (int i = 0; i < n; i++) prompt[i] = (unsigned char)o->prompt[i];
     if (*rank == 0) {
-        fprintf(stderr, "tpar generate: loading %s at TP=%d ...\n", o->src.ckpt ? o->src.ckpt : o->src.preset, o->tp);
+        fprintf(stderr, "tpar generate: loading %s at TP=%d, %d threads per rank ...\n",
+                o->src.ckpt ? o->src.ckpt : o->src.preset, o->tp, threads);
         fflush(stderr);
     }
     double t0 = tpar_now();

@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "tpar/comm.h"
+#include "tpar/kernels.h"
 
 #define MAX_RANKS 4096
 
@@ -29,7 +30,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: tpar launch -n N [--grace SECONDS] [--max-restarts N] [--] PROGRAM [ARGS...]\n\n"
             "Start N ranks of PROGRAM on this host and supervise them. Each rank gets TPAR_RANK,\n"
-            "TPAR_WORLD_SIZE, TPAR_LOCAL_RANK and TPAR_LOCAL_SIZE in its environment.\n"
+            "TPAR_WORLD_SIZE, TPAR_LOCAL_RANK and TPAR_LOCAL_SIZE in its environment, and\n"
+            "TPAR_THREADS (and OPENBLAS_NUM_THREADS) = cores / N, at least 1, unless already set.\n"
             "SIGINT/SIGTERM are forwarded to the ranks. If a rank dies or exits non-zero, the\n"
             "others get the grace period (default 3 s, TPAR_LAUNCH_GRACE) to stop on their own,\n"
             "then SIGTERM, then after another grace period SIGKILL; the exit status is non-zero.\n\n"
@@ -123,9 +125,15 @@ int tpar_cmd_launch(int argc, char **argv) {
         return TPAR_EXIT_USAGE;
     }
     char **prog = argv + optind;
-    /* One BLAS thread per rank (ranks are the parallelism): set here, before the ranks start,
-     * because OpenBLAS reads it only when it is loaded. A user's own setting wins. */
-    setenv("OPENBLAS_NUM_THREADS", "1", 0);
+    /* Each rank's share of this host's cores for GEMM and the large kernels (cores / ranks, at
+     * least 1: never oversubscribed), as TPAR_THREADS; OpenBLAS's pool gets the same size, set
+     * before the ranks start because OpenBLAS reads it when it is loaded. A user's own settings
+     * win. Under mpirun the ranks compute the same share from OMPI_COMM_WORLD_LOCAL_SIZE. */
+    char share[16];
+    const char *user = getenv("TPAR_THREADS");
+    snprintf(share, sizeof share, "%d", tpar_kernels_share(tpar_kernels_usable_cores(), (int)n));
+    setenv("TPAR_THREADS", share, 0);
+    setenv("OPENBLAS_NUM_THREADS", user && *user ? user : share, 0);
     if (restarts >= 0) return tpar_launch_supervise((int)n, prog, grace, (int)restarts);
     return tpar_launch_job((int)n, prog, grace, NULL);
 }

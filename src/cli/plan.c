@@ -23,7 +23,7 @@ static void usage(FILE *f) {
 "  --model M           gpt3-175b | gpt2-124m | LAYERS,HIDDEN,HEADS,VOCAB,SEQ\n"
 "                      (e.g. 24,2304,24,51200,2048; HIDDEN divisible by HEADS)\n"
 "  --gpus N            number of GPUs\n"
-"  --gpu HW            a100-80g | h100-80g | TFLOPS,MEM-GB,HBM-GBS,NVLINK-GBS,IB-GBS,GPUS-PER-NODE\n"
+"  --gpu HW            a100-80g | h100-80g | cpu-core | TFLOPS,MEM-GB,HBM-GBS,NVLINK-GBS,IB-GBS,GPUS-PER-NODE\n"
 "                      (TFLOPS: peak for the chosen precision; bandwidths per GPU and\n"
 "                      direction in GB/s; e.g. 312,80,2039,300,25,8)\n"
 "  --global-batch B    sequences per optimizer step\n"

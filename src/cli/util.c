@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "tpar/kernels.h"
 #include "tpar/core.h"
 
 void tpar_cli_error(const char *cmd, const char *fmt, ...) {
@@ -52,6 +53,13 @@ int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo
     if (tpar_parse_double(val, lo, hi, out) == TPAR_OK) return 0;
     tpar_cli_error(cmd, "%s expects a number in [%g, %g], got '%s'", opt, lo, hi, val);
     return -1;
+}
+
+tpar_status tpar_cli_rank_compute(int *threads, tpar_err_t *err) {
+    tpar_status st = tpar_kernels_rank_threads(threads, err);
+    if (!st) st = tpar_kernels_set_threads(*threads, err);
+    if (!st) st = tpar_gemm_init(err);
+    return st;
 }
 
 int tpar_cli_is_rank(void) {

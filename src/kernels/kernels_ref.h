@@ -9,6 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm (see tpar_gemm); each
+ * element accumulated in double. If absbound is not NULL it gets, per element of C,
+ * |alpha| sum_k |op(A)_ik op(B)_kj| + |beta C_ij| (in double): the scale of the rounding error
+ * of any fp32 summation order (Higham, Accuracy and Stability, 2nd ed., eq. 3.5). */
+void tpar_ref_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                   int ldb, float beta, float *C, int ldc, double *absbound);
 void tpar_ref_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
                              int OC); // out (N, OC), inp (N, C), weight (OC, C), bias (OC) or NULL
 void tpar_ref_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,

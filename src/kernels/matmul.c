@@ -1,5 +1,4 @@
-/* GEMM through OpenBLAS, the thread pin, the transpose, and the shared size check. */
-#include <cblas.h>
+/* The linear layer over the GEMM seam, the transpose, and the shared size check. */
 #include <limits.h>
 #include <stdarg.h>
 
@@ -28,38 +27,18 @@ tpar_status tpar_check_dims(tpar_err_t *err, const char *what, int ndims, ...) {
     return st;
 }
 
-tpar_status tpar_blas_set_threads(int n, tpar_err_t *err) {
-    if (n < 1)
-        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "blas threads: %d requested, need >= 1", n);
-    openblas_set_num_threads(n);
-    return TPAR_OK;
-}
-
-int tpar_blas_get_threads(void) { return openblas_get_num_threads(); }
-
-void tpar_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
-                         int C, int OC) {
-    float beta = 0.0f;
-    if (bias) {
-        /* Seed out with the bias and let sgemm accumulate: one pass, no second sweep. */
-        for (int i = 0; i < N; i++) {
-            float *o = out + (size_t)i * OC;
-            for (int j = 0; j < OC; j++) o[j] = bias[j];
-        }
-        beta = 1.0f;
-    }
-    // out (N, OC) = inp (N, C) @ weight^T (C, OC)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+/* The linear layer's three GEMMs, through the seam (gemm_select.c) in the default context. */
+void tpar_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
+                         int OC) {
+    tpar_gemm_linear(NULL, out, inp, weight, bias, N, C, OC);
 }
 
 void tpar_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *weight, int N, int C, int OC) {
     if (dinp) // dinp (N, C) += dout (N, OC) @ weight (OC, C)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f,
-                    dinp, C);
+        tpar_gemm(NULL, 0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
     if (dweight) // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight,
-                    C);
+        tpar_gemm(NULL, 1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) {
         for (int i = 0; i < N; i++) {
             const float *d = dout + (size_t)i * OC;

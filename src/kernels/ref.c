@@ -12,6 +12,24 @@ static double *ref_alloc(size_t n) {
     return p;
 }
 
+void tpar_ref_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                   int ldb, float beta, float *C, int ldc, double *absbound) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0.0, sa = 0.0;
+            for (int k = 0; k < K; k++) {
+                double a = transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                double b = transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                s += a * b;
+                sa += fabs(a * b);
+            }
+            float *c = &C[(size_t)i * ldc + j];
+            double cold = beta != 0.0f ? (double)*c : 0.0; // beta 0: C is not read (it may be NaN)
+            if (absbound) absbound[(size_t)i * N + j] = fabs((double)alpha) * sa + fabs((double)beta * cold);
+            *c = (float)((double)alpha * s + (double)beta * cold);
+        }
+}
+
 void tpar_ref_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C,
                              int OC) {
     for (int i = 0; i < N; i++)

@@ -98,6 +98,14 @@ static const hw_figures_t hw_presets[] = {
      * with sparsity), FP32 67 TFLOP/s, 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s both
      * directions. DGX H100: 8 GPUs, 8 ConnectX-7 400 Gb/s NDR: 50 GB/s per GPU. */
     {"h100-80g", 989, 67, 80 * GiB, 3350, 450, 50, 8, 1 * GB},
+    /* One core of a Xeon with AVX-512 (this project's 2-vCPU Sapphire/Emerald Rapids VM) as a
+     * tpar rank: fp32 0.15 TFLOP/s, oneDNN's matmul on a 1024^3-2048^3 square, one thread
+     * (tpar_gemm_peak_flops, 129-156 GFLOP/s measured; the FMA peak is ~0.19: 16 floats x 2 x
+     * 2 units x 3.0 GHz); bf16 the same, tpar having no bf16 path yet. 12 GB (half the VM's
+     * 24 GiB); memory reads 12.6 GB/s on one core (issue #13's measurement); the "NVLink" is the
+     * shm all-reduce's bus bandwidth, 10.6 GB/s at 256 KiB (docs/PLAN.md, bench_plan); no
+     * network was measured: 1 GB/s stands in. 2 ranks a node, no runtime reserve. */
+    {"cpu-core", 0.15, 0.15, 12 * GB, 12.6, 10.6, 1, 2, 0},
 };
 enum { N_HW_PRESETS = sizeof hw_presets / sizeof hw_presets[0] };
 
@@ -145,7 +153,7 @@ tpar_status tpar_plan_hw_parse(const char *spec, tpar_plan_hw_t *out, tpar_err_t
     }
     if (!strchr(spec, ','))
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
-                            "--gpu: unknown hardware '%s' (presets: a100-80g, h100-80g; or "
+                            "--gpu: unknown hardware '%s' (presets: a100-80g, h100-80g, cpu-core; or "
                             "TFLOPS,MEM-GB,HBM-GBS,NVLINK-GBS,IB-GBS,GPUS-PER-NODE)", spec);
     static const char *names[6] = {"TFLOPS", "MEM-GB", "HBM-GBS", "NVLINK-GBS", "IB-GBS",
                                    "GPUS-PER-NODE"};

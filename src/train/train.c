@@ -10,8 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
 #include "restart.h"
 #include "tpar/comm.h"
 #include "tpar/fault.h"
@@ -105,7 +103,7 @@ typedef struct {
     tpar_request_t *reqs[MAX_BUCKETS]; /* DP reductions in flight */
     int nreq;
     tpar_metrics_t *metrics;
-    double peak_flops;                /* raw sgemm FLOP/s x cores used */
+    double peak_flops;                /* the machine peak: best GEMM FLOP/s per core x cores used */
     int start_step;                   /* resumed from (0: none); the next step's record holds the header */
     tpar_ckpt_lock_t *lock;           /* rank 0: the save directory's (one job per directory) */
     int skipped;                      /* steps skipped for a non-finite loss or gradient */
@@ -173,24 +171,6 @@ static tpar_status validate(job_t *j, double *out, tpar_err_t *err) {
     if (st || (st = sum_over(j->dpc, &s, 1, TPAR_SUM, err))) return st;
     *out = s / ((double)c->val_batches * c->dp);
     return TPAR_OK;
-}
-
-double tpar_train_sgemm_flops(int reps) {
-    const int n = 2048;
-    float *a = tpar_calloc_aligned((size_t)n * n, sizeof(float)), *b = tpar_calloc_aligned((size_t)n * n, sizeof(float)),
-          *cc = tpar_calloc_aligned((size_t)n * n, sizeof(float));
-    double best = 0;
-    if (a && b && cc) {
-        for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f; // also pages them in
-        for (int r = 0; r < reps; r++) {
-            double t0 = tpar_now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, cc, n);
-            double f = 2.0 * n * n * (double)n / (tpar_now() - t0);
-            if (f > best) best = f;
-        }
-    }
-    tpar_free(a), tpar_free(b), tpar_free(cc);
-    return best;
 }
 
 /* ---- checkpoints ---------------------------------------------------------------------------- */
@@ -504,6 +484,20 @@ static tpar_status lock_save_dir(job_t *j, tpar_err_t *err) {
     return st;
 }
 
+/* The large square of the MFU reference: 1024^3, 2 GFLOP, ~0.07 s a call at OpenBLAS's SSE3
+ * speed; oneDNN's per-core rate there is within the machine's noise of 2048^3's (docs/TRAINING.md). */
+enum { PEAK_N = 1024 };
+
+/* Cores the job computes on: its ranks' threads, at most every core of the hosts it spans
+ * (world / local ranks of them; all local when nothing says otherwise). */
+static int cores_used(int world, int threads) {
+    long long local = world;
+    if (getenv("TPAR_LOCAL_SIZE")) tpar_env_int("TPAR_LOCAL_SIZE", world, 1, world, &local, NULL);
+    else if (getenv("OMPI_COMM_WORLD_LOCAL_SIZE")) tpar_env_int("OMPI_COMM_WORLD_LOCAL_SIZE", world, 1, world, &local, NULL);
+    long long hosts = (world + local - 1) / local, cores = hosts * tpar_num_cores(), want = (long long)world * threads;
+    return (int)(want < cores ? want : cores);
+}
+
 static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_err_t *err) {
     const tpar_train_config_t *c = j->c;
     tpar_status st = tpar_comm_init(NULL, &j->world, err);
@@ -521,7 +515,11 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     if ((st = tpar_comm_split(j->world, j->dp_rank, j->tp_rank, &j->tpc)) ||
         (st = tpar_comm_split(j->world, j->tp_rank, j->dp_rank, &j->dpc)))
         return comm_fail(j->world, st, "train: building the TP x DP grid", err);
-    if ((st = tpar_blas_set_threads(1, err))) return st; // the ranks are the parallelism
+    // This rank's share of the host's cores, for GEMM and the large kernels; the GEMM provider.
+    int threads = 1;
+    if ((st = tpar_kernels_rank_threads(&threads, err)) || (st = tpar_kernels_set_threads(threads, err)) ||
+        (st = tpar_gemm_init(err)))
+        return st;
     tpar_gpt2_config_t mc;
     tpar_gpt2_preset(c->model, &mc, NULL);
     mc.dropout = c->dropout;
@@ -548,16 +546,33 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     if ((c->resume || restarted) && (st = agree(j, load_checkpoint(j, start, err), "resume", err))) return st;
     if (j->rank == 0 && c->metrics && (st = tpar_metrics_open(c->metrics, &j->metrics, err))) return st;
     if ((st = train_restart_log(j->rank, *start, j->metrics, err))) return st;
-    double peak = j->rank == 0 ? tpar_train_sgemm_flops(1) : 0; // the MFU reference
-    int cores = tpar_num_cores(), world = c->tp * c->dp;
-    j->peak_flops = peak * (world < cores ? world : cores);
+    // The MFU reference, measured in this run (the machine drifts): the best fp32 GEMM rate per
+    // core of any provider on a large square, times the cores the job uses.
+    tpar_gemm_peak_t pk = {0};
+    tpar_cpu_info_t ci = {0};
+    if (j->rank == 0) {
+        tpar_err_t perr = {0};
+        if (tpar_gemm_peak_flops(PEAK_N, 2, &pk, &perr)) pk.best = 0; // out of memory: MFU shows 0, the run goes on
+        tpar_cpu_info(&ci, 1);
+    }
+    int world = c->tp * c->dp, used = cores_used(world, threads);
+    j->peak_flops = pk.best * used;
     if (j->rank == 0) {
         printf("tpar train: model %s (%zu parameters, L=%d C=%d heads=%d V=%d) | TP %d x DP %d%s | batch %d x "
                "%d tokens x %d accum x %d DP | %d steps from step %d\n",
                c->model, tpar_gpt2_num_params(&mc), mc.n_layer, mc.n_embd, mc.n_head, mc.vocab_size, c->tp, c->dp,
                j->m->sp ? " (sequence parallel)" : "", c->batch, c->seq, c->accum, c->dp, c->steps, *start);
-        printf("data %s: %zu train / %zu validation tokens | raw sgemm 2048^3: %.1f GFLOP/s per core\n", c->data,
-               j->train.n, j->val.n, peak / 1e9);
+        printf("data %s: %zu train / %zu validation tokens\n", c->data, j->train.n, j->val.n);
+        printf("compute: %d threads per rank, %d cores used | GEMM %s | peak GEMM %d^3: %.1f GFLOP/s per core (%s; "
+               "openblas %.1f) | MFU against %.1f GFLOP/s\n",
+               threads, used, tpar_gemm_provider_name(tpar_gemm_ctx_force(tpar_gemm_default())), PEAK_N,
+               pk.best / 1e9, tpar_gemm_provider_name(pk.best_provider), pk.flops[TPAR_GEMM_OPENBLAS] / 1e9,
+               j->peak_flops / 1e9);
+        if (ci.peak_flops_per_core > 0)
+            printf("theoretical FMA peak: %.1f GFLOP/s per core (%d floats x 2 x %d FMA units x %.2f GHz measured); "
+                   "the GEMM peak is %.0f%% of it\n",
+                   ci.peak_flops_per_core / 1e9, ci.vector_floats, ci.fma_units, ci.clock_hz / 1e9,
+                   100 * pk.best / ci.peak_flops_per_core);
         fflush(stdout);
     }
     j->start_step = *start;
@@ -740,6 +755,7 @@ static tpar_status log_step(job_t *j, int step, double loss, double norm, double
     if (!st) st = tpar_kv_set_f64(kv, "ms", dt * 1e3);
     if (!st) st = tpar_kv_set_f64(kv, "tokens_per_s", tps);
     if (!st) st = tpar_kv_set_f64(kv, "mfu", mfu);
+    if (!st) st = tpar_kv_set_f64(kv, "peak_gflops", j->peak_flops / 1e9); // the MFU reference, whole job
     if (!st) st = tpar_kv_set_f64(kv, "comm_frac", wait / dt);
     if (!st) st = tpar_kv_set_f64(kv, "balance", balance);
     if (!st) st = tpar_kv_set_f64(kv, "comm_frac_critical", fmax(0, 1 - mx[0] / dt)); // slowest rank blocked
