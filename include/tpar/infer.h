@@ -32,7 +32,7 @@ typedef struct {
     tpar_gpt2_t *m;  /* the model (not owned); dropout must be 0 */
     int T_max;       /* positions the cache holds (<= n_positions and <= the model's T) */
     int pos;         /* tokens in the cache now */
-    int L, C, NHl, hd, Cl, V, Vl;
+    int L, C, NHl, hd, Cl, Hl, V, Vl;
     float *k, *v;    /* (L, NH/tp, T_max, hd) each: this rank's heads */
     float *x;        /* (C) residual stream of the token being decoded */
     float *h;        /* (C) after attention */
@@ -40,7 +40,9 @@ typedef struct {
     float *y;        /* (C) attention or MLP output before its bias */
     float *qkv;      /* (3C/tp) = [q | k | v] of this rank's heads */
     float *att;      /* (C/tp) attention output of this rank's heads */
-    float *scores;   /* (T_max) */
+    float *fc;       /* (4C/tp) MLP hidden before bias and GELU */
+    float *gelu;     /* (4C/tp) after them */
+    float *scores;   /* (NH/tp, T_max) attention scores of each local head */
     float *stats;    /* (2) layernorm mean, rstd */
     float *logits;   /* (Vp/tp) this rank's vocabulary shard */
     float *gathered; /* (Vp) */
