@@ -4,10 +4,13 @@
  * keys and values of ITS heads only: the cache is (L, NH/tp, T_max, hd) for K and for V on
  * each rank, so cache memory per rank falls as 1/tp, like the weights.
  *
- * Prefill runs the model's own forward over the prompt and copies each layer's K and V out
- * of the attention's QKV activation; decode then feeds one token at a time through the same
- * layer objects (column-parallel QKV, local attention of the new query against the cache,
+ * Prefill runs the model's own forward over the prompt with the head for the last row only
+ * (tpar_gpt2_forward_rows: the one row sampled) and copies each layer's K and V out of the
+ * attention's QKV activation; decode then feeds one token at a time through the same layers'
+ * weights (column-parallel QKV, local attention of the new query against the cache,
  * row-parallel projection and MLP, one all-reduce each), without recomputing the sequence.
+ * Its matmuls go through the small-M kernel (src/kernels/gemv.h), which reads each weight once
+ * per token at the memory's read bandwidth: the floor of a decode step (docs/INFERENCE.md).
  * Logits are vocab-parallel; they are all-gathered (V floats) so that every rank samples the
  * same token from the same full row with the same counter-based RNG: no broadcast needed, and
  * the result does not depend on the TP size beyond float rounding.
