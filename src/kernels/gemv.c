@@ -56,24 +56,32 @@ static inline __attribute__((always_inline)) void rows_avx512(float *out, const 
                                                                const int R) {
     __m512 acc[4][GEMV_MAX_N];
     const float *w = weight + (size_t)o * C; // (R, C)
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
         for (int n = 0; n < N; n++) acc[r][n] = _mm512_setzero_ps();
     int c = 0;
     for (; c + 16 <= C; c += 16)
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m512 wv = _mm512_loadu_ps(w + (size_t)r * C + c);
+#pragma GCC unroll 8
             for (int n = 0; n < N; n++)
                 acc[r][n] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(inp + (size_t)n * C + c), acc[r][n]);
         }
     if (c < C) {
         __mmask16 m = (__mmask16)((1u << (C - c)) - 1u);
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m512 wv = _mm512_maskz_loadu_ps(m, w + (size_t)r * C + c);
+#pragma GCC unroll 8
             for (int n = 0; n < N; n++)
                 acc[r][n] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, inp + (size_t)n * C + c), acc[r][n]);
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
         for (int n = 0; n < N; n++) {
             float s = _mm512_reduce_add_ps(acc[r][n]);
             out[(size_t)n * OC + o + r] = bias ? s + bias[o + r] : s;
