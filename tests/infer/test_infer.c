@@ -6,6 +6,8 @@
  *     sequence so far (float32 sums in other orders and GEMM shapes: rtol 1e-4, atol 1e-4;
  *     observed differences are ~1e-6); prefill computes the head for its last row only
  *     (tpar_gpt2_forward_rows), and without logits none, the cache filled all the same;
+ *   - decode logits are bitwise the same with 1 and 2 OpenMP threads per rank, on a model wide
+ *     enough (C = 256) that the small-M kernel splits its matmuls over the threads;
  *   - tpar_gpt2_forward_rows on the TP model gives the reference's full-forward logits of the
  *     selected rows (any order, repeats; same tolerance), and refuses bad rows, a backward
  *     after it and sequence parallelism;
@@ -18,6 +20,7 @@
  *   - bad inputs (empty or too long prompt, ids outside the vocabulary, a full cache, bad
  *     sampling settings, missing or empty checkpoint directories) give errors saying what. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +134,31 @@ static void check_forward_rows(tpar_gpt2_t *m, tpar_gpt2_t *ref) {
     }
 }
 
+/* Prefill then decode steps at t threads per rank: the logits of every step, bitwise, do not depend on t. */
+static void check_threads(tpar_comm_t *world) {
+    const tpar_gpt2_config_t wide = {.n_layer = 1, .n_head = 4, .n_embd = 256, .vocab_size = 300, .n_positions = 16};
+    enum { STEPS = 4, WV = 300 };
+    int tp = tpar_comm_size(world), seq[PROMPT + STEPS];
+    for (int i = 0; i < PROMPT + STEPS; i++) seq[i] = (i * 37 + 11) % WV;
+    tpar_gpt2_t *w = NULL;
+    MUST(tpar_gpt2_new(&wide, tp > 1 ? world : NULL, 1, NPOS, 0, &w, &err));
+    tpar_gpt2_init(w, 3);
+    tpar_infer_t s;
+    MUST(tpar_infer_init(&s, w, NPOS, &err));
+    static float got[2][STEPS + 1][WV];
+    int saved = omp_get_max_threads();
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        MUST(tpar_infer_prefill(&s, seq, PROMPT, got[t][0], &err));
+        for (int i = 0; i < STEPS; i++) MUST(tpar_infer_decode(&s, seq[PROMPT + i], got[t][i + 1], &err));
+    }
+    omp_set_num_threads(saved);
+    if (!CHECK(!memcmp(got[0], got[1], sizeof got[0])))
+        fprintf(stderr, "  decode logits differ between 1 and 2 threads per rank\n");
+    tpar_infer_free(&s);
+    tpar_gpt2_free(w);
+}
+
 static void check_generate(tpar_infer_t *s, tpar_gpt2_t *ref, const char *what) {
     int prompt[PROMPT] = {10, 20, 30, 40, 50}, got[K], want[K];
     const tpar_sampler_t modes[3] = {{0.0, 0, 0}, {0.9, 0, 5}, {1.3, 8, 11}};
@@ -242,6 +270,7 @@ int main(void) {
     MUST(tpar_infer_init(&s, m, NPOS, &err));
     check_decode(&s, ref);
     check_forward_rows(m, ref);
+    check_threads(world);
     check_generate(&s, ref, "initialised");
     check_bad_inputs(&s, m);
     check_sampler();
