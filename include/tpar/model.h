@@ -90,6 +90,7 @@ typedef struct {
     uint64_t dropout_seed; /* of the last forward */
     int B_last, T_last;    /* shape of the last forward */
     int n_logits;          /* rows of m->logits from the last forward: B*T, or the rows selected */
+    int rows_selected;     /* 1: the last forward was tpar_gpt2_forward_rows (no backward may follow) */
 } tpar_gpt2_t;
 
 /* Builds the model for this rank: tp_comm is the TP group (NULL: TP of one); activations
@@ -116,7 +117,7 @@ tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targ
  * selected rows only (rows[i] = b*T + t, 0 <= n <= B*T, repeats allowed): m->logits (n, Vp/tp),
  * row i for rows[i]; n = 0 stops before the head. At GPT-2's vocabulary the head is the largest
  * matmul of a forward; generation samples from the last row alone. Leaves the activations (the
- * attention's QKV among them) as tpar_gpt2_forward does, but no backward can follow. Not under
+ * attention's QKV among them) as tpar_gpt2_forward does, but no backward may follow (it is refused). Not under
  * sequence parallelism (TPAR_ERR_INVALID_ARG). Collective over the TP group. */
 tpar_status tpar_gpt2_forward_rows(tpar_gpt2_t *m, const int *inputs, int B, int T, uint64_t dropout_seed,
                                    const int *rows, int n, tpar_err_t *err);

@@ -281,6 +281,7 @@ static tpar_status forward_trunk(tpar_gpt2_t *m, const int *inputs, int B, int T
     m->dropout_seed = dropout_seed;
     m->B_last = B, m->T_last = T;
     m->n_logits = 0; // until the head has run
+    m->rows_selected = 0;
     const float *wpe = m->params + m->tensors[1].offset;
     float *x = m->resid; // (Nl, C): replicated (Nl = N), or this rank's tokens under SP
     if ((st = tpar_vocab_embedding_forward(&m->emb, x, inputs, N, err))) return st;
@@ -328,7 +329,9 @@ tpar_status tpar_gpt2_forward_rows(tpar_gpt2_t *m, const int *inputs, int B, int
         if (rows[i] < 0 || rows[i] >= N)
             return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                                 "model forward of selected rows: rows[%d] = %d is outside [0, B*T = %d)", i, rows[i], N);
-    if ((st = forward_trunk(m, inputs, B, T, dropout_seed, err)) || n == 0) return st;
+    if ((st = forward_trunk(m, inputs, B, T, dropout_seed, err))) return st;
+    m->rows_selected = 1;
+    if (n == 0) return TPAR_OK;
     // The selected rows of ln_f's output side by side, in dres[0] (scratch until a backward).
     float *sel = m->dres[0]; // (n, C)
     for (int i = 0; i < n; i++) memcpy(sel + (size_t)i * C, m->lnf + (size_t)rows[i] * C, (size_t)C * sizeof(float));
@@ -341,9 +344,9 @@ tpar_status tpar_gpt2_backward(tpar_gpt2_t *m, const int *inputs, const int *tar
                                tpar_grads_ready_fn ready, void *ctx, tpar_err_t *err) {
     int B = m->B_last, T = m->T_last, L = m->cfg.n_layer, C = m->cfg.n_embd, N = B * T, g0, Nl;
     if (B < 1) return tpar_err_set(err, TPAR_ERR_INTERNAL, "model backward: no forward before it");
-    if (m->n_logits != N)
+    if (m->rows_selected)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
-                            "model backward: the last forward computed %d of the %d rows' logits "
+                            "model backward: the last forward computed the logits of %d selected rows of %d "
                             "(tpar_gpt2_forward_rows); backward needs tpar_gpt2_forward with targets",
                             m->n_logits, N);
     local_tokens(m, N, &g0, &Nl);

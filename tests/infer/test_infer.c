@@ -112,7 +112,7 @@ static void check_forward_rows(tpar_gpt2_t *m, tpar_gpt2_t *ref) {
     tpar_err_t e = {0};
     int targets[T] = {0};
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_backward(m, seq, targets, 1.0f, NULL, NULL, &e));
-    CHECK_STR_CONTAINS(e.msg, "computed 4 of the 11 rows' logits");
+    CHECK_STR_CONTAINS(e.msg, "logits of 4 selected rows of 11");
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_logits_row(m, NR, got, &e)); // only NR rows exist
     int bad_rows[2] = {2, T};
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_forward_rows(m, seq, 1, T, 0, bad_rows, 2, &e));
@@ -122,6 +122,10 @@ static void check_forward_rows(tpar_gpt2_t *m, tpar_gpt2_t *ref) {
     CHECK_EQ_INT(TPAR_ERR_SHAPE, tpar_gpt2_forward_rows(m, seq, 1, NPOS + 1, 0, rows, 1, &e));
     MUST(tpar_gpt2_forward_rows(m, seq, 1, T, 0, NULL, 0, &err)); // the trunk alone
     CHECK_EQ_INT(0, m->n_logits);
+    int all[T];
+    for (int i = 0; i < T; i++) all[i] = i;
+    MUST(tpar_gpt2_forward_rows(m, seq, 1, T, 0, all, T, &err)); // every row, but still no backward
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_backward(m, seq, targets, 1.0f, NULL, NULL, &e));
     if (m->tp.size > 1) { // sequence parallelism: each rank holds only its tokens' hidden states
         tpar_gpt2_t *msp = NULL;
         MUST(tpar_gpt2_new(&cfg, m->tp.comm, 1, NPOS, 1, &msp, &err));
