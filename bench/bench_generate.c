@@ -167,6 +167,8 @@ int main(int argc, char **argv) {
     printf("bound = read bandwidth per rank (1 GiB streamed by TP x threads at once, / TP) / weight bytes per rank "
            "per token\n");
     if (other) printf("other binary: %s (same OMP_NUM_THREADS)\n", other);
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    printf("OMP_WAIT_POLICY=%s (passed on to the runs; see docs/INFERENCE.md)\n", wait ? wait : "(unset: active)");
     printf("%-2s %-4s | %9s %10s %9s | %9s %7s %9s | %9s %9s %7s\n", "TP", "thr", "GB/s/rank", "MB/tok/rk",
            "bound t/s", "tok/s", "of bnd", "other t/s", "TTFT ms", "other ms", "TTFT x");
     for (int i = 0; i < nl; i++) {
