@@ -4,10 +4,13 @@
  * keys and values of ITS heads only: the cache is (L, NH/tp, T_max, hd) for K and for V on
  * each rank, so cache memory per rank falls as 1/tp, like the weights.
  *
- * Prefill runs the model's own forward over the prompt and copies each layer's K and V out
- * of the attention's QKV activation; decode then feeds one token at a time through the same
- * layer objects (column-parallel QKV, local attention of the new query against the cache,
+ * Prefill runs the model's own forward over the prompt with the head for the last row only
+ * (tpar_gpt2_forward_rows: the one row sampled) and copies each layer's K and V out of the
+ * attention's QKV activation; decode then feeds one token at a time through the same layers'
+ * weights (column-parallel QKV, local attention of the new query against the cache,
  * row-parallel projection and MLP, one all-reduce each), without recomputing the sequence.
+ * Its matmuls go through the GEMM seam, which routes one row to the small-M kernel
+ * (src/kernels/gemv.c): it reads each weight once per token at the memory's read bandwidth: the floor of a decode step (docs/INFERENCE.md).
  * Logits are vocab-parallel; they are all-gathered (V floats) so that every rank samples the
  * same token from the same full row with the same counter-based RNG: no broadcast needed, and
  * the result does not depend on the TP size beyond float rounding.
@@ -33,7 +36,7 @@ typedef struct {
     tpar_gpt2_t *m;  /* the model (not owned); dropout must be 0 */
     int T_max;       /* positions the cache holds (<= n_positions and <= the model's T) */
     int pos;         /* tokens in the cache now */
-    int L, C, NHl, hd, Cl, V, Vl;
+    int L, C, NHl, hd, Cl, Hl, V, Vl;
     float *k, *v;    /* (L, NH/tp, T_max, hd) each: this rank's heads */
     float *x;        /* (C) residual stream of the token being decoded */
     float *h;        /* (C) after attention */
@@ -41,7 +44,9 @@ typedef struct {
     float *y;        /* (C) attention or MLP output before its bias */
     float *qkv;      /* (3C/tp) = [q | k | v] of this rank's heads */
     float *att;      /* (C/tp) attention output of this rank's heads */
-    float *scores;   /* (T_max) */
+    float *fc;       /* (4C/tp) MLP hidden before bias and GELU */
+    float *gelu;     /* (4C/tp) after them */
+    float *scores;   /* (NH/tp, T_max) attention scores of each local head */
     float *stats;    /* (2) layernorm mean, rstd */
     float *logits;   /* (Vp/tp) this rank's vocabulary shard */
     float *gathered; /* (Vp) */

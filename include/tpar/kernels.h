@@ -67,7 +67,8 @@ typedef enum {
     TPAR_GEMM_AUTO = 0,     /* per shape class, as above */
     TPAR_GEMM_OPENBLAS = 1, /* cblas_sgemm */
     TPAR_GEMM_DNNL = 2,     /* oneDNN matmul */
-    TPAR_GEMM_N_PROVIDERS   /* (count; a new provider, e.g. the decode GEMV, goes before it) */
+    TPAR_GEMM_GEMV = 3,     /* the small-M linear of decode (src/kernels/gemv.c): forward, <= 8 rows */
+    TPAR_GEMM_N_PROVIDERS   /* (count; a new provider goes before it) */
 } tpar_gemm_provider_t;
 
 typedef struct tpar_gemm_ctx tpar_gemm_ctx_t;
@@ -85,6 +86,9 @@ tpar_gemm_ctx_t *tpar_gemm_default(void);
 tpar_status tpar_gemm_init(tpar_err_t *err);
 /* "auto", "openblas", "dnnl" <-> the enum. parse: TPAR_ERR_INVALID_ARG naming the choices. */
 tpar_status tpar_gemm_provider_parse(const char *s, tpar_gemm_provider_t *out, tpar_err_t *err);
+/* 1 if provider p runs a call of this kind itself (ta, tb as tpar_gemm; M rows of the activation):
+ * the small-M GEMV takes only forwards (0, 1) of at most 8 rows; the others take every call. */
+int tpar_gemm_provider_takes(tpar_gemm_provider_t p, int ta, int tb, int M);
 const char *tpar_gemm_provider_name(tpar_gemm_provider_t p);
 /* The provider a context was made with (TPAR_GEMM_AUTO: chosen per class). */
 tpar_gemm_provider_t tpar_gemm_ctx_force(const tpar_gemm_ctx_t *g);

@@ -90,6 +90,8 @@ typedef struct {
     uint64_t dropout_seed; /* of the last forward */
     int B_last, T_last;    /* shape of the last forward */
     tpar_progress_t progress; /* tpar_gpt2_save / _load report their bytes here (zero: not at all) */
+    int n_logits;          /* rows of m->logits from the last forward: B*T, or the rows selected */
+    int rows_selected;     /* 1: the last forward was tpar_gpt2_forward_rows (no backward may follow) */
 } tpar_gpt2_t;
 
 /* Builds the model for this rank: tp_comm is the TP group (NULL: TP of one); activations
@@ -112,6 +114,15 @@ void tpar_gpt2_init(tpar_gpt2_t *m, uint64_t seed);
 tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targets, int B, int T,
                               uint64_t dropout_seed, float *loss, tpar_err_t *err);
 
+/* The forward for sampling: the same trunk (embedding, blocks, ln_f), then the head for the n
+ * selected rows only (rows[i] = b*T + t, 0 <= n <= B*T, repeats allowed): m->logits (n, Vp/tp),
+ * row i for rows[i]; n = 0 stops before the head. At GPT-2's vocabulary the head is the largest
+ * matmul of a forward; generation samples from the last row alone. Leaves the activations (the
+ * attention's QKV among them) as tpar_gpt2_forward does, but no backward may follow (it is refused). Not under
+ * sequence parallelism (TPAR_ERR_INVALID_ARG). Collective over the TP group. */
+tpar_status tpar_gpt2_forward_rows(tpar_gpt2_t *m, const int *inputs, int B, int T, uint64_t dropout_seed,
+                                   const int *rows, int n, tpar_err_t *err);
+
 /* Called during backward as soon as floats [offset, offset + count) of m->grads are final for
  * this micro-batch (each block, last to first, then the prefix wte/wpe/ln_f): the place to start
  * a non-blocking data-parallel reduction of that bucket. */
@@ -123,8 +134,9 @@ tpar_status tpar_gpt2_backward(tpar_gpt2_t *m, const int *inputs, const int *tar
                                tpar_grads_ready_fn ready, void *ctx, tpar_err_t *err);
 void tpar_gpt2_zero_grad(tpar_gpt2_t *m);
 
-/* Full-vocabulary logits (V) of row `row` (= b*T + t) of the last forward, gathered over the
- * TP group into out. Collective over the TP group. */
+/* Full-vocabulary logits (V) of row `row` of m->logits from the last forward (b*T + t after
+ * tpar_gpt2_forward, the i-th selected row after tpar_gpt2_forward_rows), gathered over the TP
+ * group into out. Collective over the TP group. */
 tpar_status tpar_gpt2_logits_row(tpar_gpt2_t *m, int row, float *out, tpar_err_t *err);
 
 /* Sum of squares of this rank's gradients, replicated tensors counted only on TP rank 0, so

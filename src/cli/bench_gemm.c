@@ -27,7 +27,7 @@ typedef struct {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: tpar bench gemm [--rows 2048,256] [--decode 1,2,4,8] [--reps N] [--threads N] [--square N]\n\n"
-            "Every GEMM provider (openblas, dnnl) on GPT-2 small's linear layers, side by side:\n"
+            "Every GEMM provider (openblas, dnnl, gemv: decode forwards only) on GPT-2 small's linear layers, side by side:\n"
             "QKV 768->2304, proj 768->768, fc 768->3072, fc-proj 3072->768, lm-head 768->50304 at\n"
             "--rows tokens (forward, input gradient and weight gradient, both accumulating), the\n"
             "decode forward at --decode rows, and an N^3 square (--square, 2048; 0 skips it).\n"
@@ -84,7 +84,8 @@ static void row(const char *name, const char *op, const call_t *c, tpar_gemm_ctx
     double t[NP] = {0};
     printf("%-10s %-11s %5d %5d %5d |", name, op, c->M, c->N, c->K);
     for (int p = 1; p < NP; p++) {
-        if (!ctx[p]) {
+        if (!ctx[p] || !tpar_gemm_provider_takes((tpar_gemm_provider_t)p, c->ta, c->tb, c->M) ||
+            (p == TPAR_GEMM_GEMV && c->beta != 0.0f)) {
             printf(" %8s %7s %6s |", "-", "-", "-");
             continue;
         }

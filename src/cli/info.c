@@ -13,7 +13,7 @@ static void usage(FILE *f) {
             "Prints the build configuration (compiler, flags, BLAS, MPI, sanitizers), this machine's\n"
             "CPU features and core count, the threads a rank would use (TPAR_THREADS, else cores /\n"
             "local ranks), the measured clock and theoretical FMA peak, and the GEMM provider chosen\n"
-            "for each shape class (GPT-2 small shapes; TPAR_GEMM=auto|dnnl|openblas) with the rates\n"
+            "for each shape class (GPT-2 small shapes; TPAR_GEMM=auto|dnnl|openblas|gemv) with the rates\n"
             "measured to choose it and the per-core peak of each provider on a 1024^3 square.\n"
             "Takes a few seconds: it measures.\n");
 }
@@ -67,16 +67,22 @@ static int print_gemm(void) {
     tpar_gemm_classes(g, cls);
     printf("gemm:         TPAR_GEMM=%s; per shape class, measured at its first call (%d threads):\n",
            tpar_gemm_provider_name(tpar_gemm_ctx_force(g)), threads);
-    printf("  %-26s %-18s %10s %10s  %s\n", "class", "probe MxNxK", "openblas", "dnnl", "chosen");
+    printf("  %-26s %-18s", "class", "probe MxNxK");
+    for (int p = 1; p < TPAR_GEMM_N_PROVIDERS; p++) printf(" %10s", tpar_gemm_provider_name((tpar_gemm_provider_t)p));
+    printf("  chosen\n");
     for (int c = 0; c < TPAR_GEMM_CLASSES; c++) {
         if (!cls[c].decided) continue;
         char shape[32];
         snprintf(shape, sizeof shape, "%dx%dx%d", cls[c].M, cls[c].N, cls[c].K);
-        printf("  %-26s %-18s %10.1f %10.1f  %s\n", cls[c].name, shape, cls[c].gflops[TPAR_GEMM_OPENBLAS],
-               cls[c].gflops[TPAR_GEMM_DNNL], tpar_gemm_provider_name(cls[c].chosen));
+        printf("  %-26s %-18s", cls[c].name, shape);
+        for (int p = 1; p < TPAR_GEMM_N_PROVIDERS; p++)
+            if (cls[c].gflops[p] > 0) printf(" %10.1f", cls[c].gflops[p]);
+            else printf(" %10s", "-");
+        printf("  %s\n", tpar_gemm_provider_name(cls[c].chosen));
     }
     if (tpar_gemm_ctx_force(g) != TPAR_GEMM_AUTO) printf("  (forced: nothing measured)\n");
-    printf("  (GFLOP/s on the class's probe shape; auto keeps oneDNN on AVX2+ CPUs unless another is >= 15%% faster)\n");
+    printf("  (GFLOP/s on the class's probe shape, weights in cache; auto keeps oneDNN on AVX2+ CPUs, and gemv for\n"
+           "  1-8 row forwards, which stream their weights from memory, unless another is >= 15%% faster)\n");
     tpar_gemm_peak_t pk;
     if (tpar_gemm_peak_flops(1024, 2, &pk, &err)) {
         tpar_cli_error("info", "%s", err.msg);

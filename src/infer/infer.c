@@ -11,6 +11,9 @@ tpar_status tpar_infer_init(tpar_infer_t *s, tpar_gpt2_t *m, int T_max, tpar_err
     if (m->cfg.dropout != 0.0f)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "inference: the model has dropout %g; build it with dropout 0",
                             (double)m->cfg.dropout);
+    if (m->sp)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "inference: the model uses sequence parallelism; build it without (decode has one token)");
     if (T_max < 1 || T_max > m->T || m->B < 1)
         return tpar_err_set(err, TPAR_ERR_SHAPE, "inference: cache of %d tokens; the model was built for 1 to %d", T_max,
                             m->T);
@@ -24,9 +27,11 @@ tpar_status tpar_infer_init(tpar_infer_t *s, tpar_gpt2_t *m, int T_max, tpar_err
     s->Cl = s->C / tp;
     s->V = m->cfg.vocab_size;
     s->Vl = m->Vp / tp;
+    s->Hl = 4 * s->C / tp;
     size_t cache = (size_t)s->L * s->NHl * T_max * s->hd; // (L, NH/tp, T_max, hd)
     s->k = tpar_calloc_aligned(2 * cache, sizeof(float));
-    size_t n = 4 * (size_t)s->C + 4 * (size_t)s->Cl + (size_t)T_max + 2 + (size_t)s->Vl + (size_t)m->Vp;
+    size_t n = 4 * (size_t)s->C + 4 * (size_t)s->Cl + 2 * (size_t)s->Hl + (size_t)s->NHl * T_max + 2 + (size_t)s->Vl +
+               (size_t)m->Vp;
     float *p = s->x = tpar_calloc_aligned(n, sizeof(float));
     if (!s->k || !p) {
         tpar_infer_free(s);
@@ -39,7 +44,9 @@ tpar_status tpar_infer_init(tpar_infer_t *s, tpar_gpt2_t *m, int T_max, tpar_err
     s->y = p, p += s->C;
     s->qkv = p, p += 3 * (size_t)s->Cl;
     s->att = p, p += s->Cl;
-    s->scores = p, p += T_max;
+    s->fc = p, p += s->Hl;
+    s->gelu = p, p += s->Hl;
+    s->scores = p, p += (size_t)s->NHl * T_max;
     s->stats = p, p += 2;
     s->logits = p, p += s->Vl;
     s->gathered = p;
@@ -99,34 +106,44 @@ tpar_status tpar_infer_prefill(tpar_infer_t *s, const int *tokens, int n, float 
     if (st) return st;
     tpar_gpt2_t *m = s->m;
     s->pos = 0;
-    if ((st = tpar_gpt2_forward(m, tokens, NULL, 1, n, 0, NULL, err))) return st;
+    // The model's forward, with the head only for the last row (the one sampled); none without logits.
+    int last = n - 1;
+    if ((st = tpar_gpt2_forward_rows(m, tokens, 1, n, 0, &last, logits ? 1 : 0, err))) return st;
     // Each layer's attention kept its fused QKV (1, n, 3C/tp) of the forward: K and V of our heads.
     for (int l = 0; l < s->L; l++)
         for (int t = 0; t < n; t++) cache_put(s, l, t, m->blocks[l].attn.qkvo + (size_t)t * 3 * s->Cl);
     s->pos = n;
-    return gather_logits(s, m->logits + (size_t)(n - 1) * s->Vl, logits, err);
+    return gather_logits(s, m->logits, logits, err); // (Vp/tp) of row n-1
 }
 
-/* att (C/tp) = softmax(q K^T / sqrt(hd)) V for each local head over cache positions 0 .. T-1. */
+/* att (C/tp) = softmax(q K^T / sqrt(hd)) V for each local head over cache positions 0 .. T-1:
+ * the only work of a decode step that grows with the context. Heads in parallel once the cache
+ * they read is large (NH/tp * T * hd floats of K and as many of V). */
 static void attend(tpar_infer_t *s, int l, int T) {
     const float scale = 1.0f / sqrtf((float)s->hd);
+    const int hd = s->hd;
+#pragma omp parallel for schedule(static) if ((size_t)s->NHl * T * hd >= 1 << 16)
     for (int h = 0; h < s->NHl; h++) {
-        const float *q = s->qkv + (size_t)h * s->hd;           // (hd)
-        const float *K = s->k + cache_at(s, l, h, 0);          // (T, hd)
-        const float *Vc = s->v + cache_at(s, l, h, 0);         // (T, hd)
-        float *o = s->att + (size_t)h * s->hd, mx = -INFINITY; // (hd)
+        const float *q = s->qkv + (size_t)h * hd;           // (hd)
+        const float *K = s->k + cache_at(s, l, h, 0);       // (T, hd)
+        const float *Vc = s->v + cache_at(s, l, h, 0);      // (T, hd)
+        float *o = s->att + (size_t)h * hd, mx = -INFINITY; // (hd)
+        float *sc = s->scores + (size_t)h * s->T_max;       // (T)
         for (int t = 0; t < T; t++) {
+            const float *kr = K + (size_t)t * hd;
             float d = 0.0f;
-            for (int c = 0; c < s->hd; c++) d += q[c] * K[(size_t)t * s->hd + c];
-            s->scores[t] = d * scale;
-            mx = fmaxf(mx, s->scores[t]);
+#pragma omp simd reduction(+ : d)
+            for (int c = 0; c < hd; c++) d += q[c] * kr[c];
+            sc[t] = d * scale;
+            mx = fmaxf(mx, sc[t]);
         }
         float sum = 0.0f;
-        for (int t = 0; t < T; t++) sum += (s->scores[t] = expf(s->scores[t] - mx));
-        memset(o, 0, (size_t)s->hd * sizeof(float));
+        for (int t = 0; t < T; t++) sum += (sc[t] = expf(sc[t] - mx));
+        memset(o, 0, (size_t)hd * sizeof(float));
         for (int t = 0; t < T; t++) {
-            const float p = s->scores[t] / sum, *vr = Vc + (size_t)t * s->hd;
-            for (int c = 0; c < s->hd; c++) o[c] += p * vr[c];
+            const float p = sc[t] / sum, *vr = Vc + (size_t)t * hd;
+#pragma omp simd
+            for (int c = 0; c < hd; c++) o[c] += p * vr[c];
         }
     }
 }
@@ -138,29 +155,35 @@ tpar_status tpar_infer_decode(tpar_infer_t *s, int token, float *logits, tpar_er
     tpar_status st = check_tokens(s, &token, 1, err);
     if (st) return st;
     tpar_gpt2_t *m = s->m;
-    const int C = s->C, t = s->pos;
+    const int C = s->C, Cl = s->Cl, Hl = s->Hl, t = s->pos;
     // x (C) = wte[token] (vocab-parallel lookup, all-reduced) + wpe[t]
     if ((st = tpar_vocab_embedding_forward(&m->emb, s->x, &token, 1, err))) return st;
     const float *wpe = m->params + m->tensors[1].offset + (size_t)t * C;
     for (int c = 0; c < C; c++) s->x[c] += wpe[c];
+    // The block's layers with N = 1, their matmuls through the small-M kernel: each weight is
+    // read once per token, and reading them is the cost of a decode step.
     for (int l = 0; l < s->L; l++) {
         tpar_block_t *b = &m->blocks[l];
         float **P = b->params;
         // h = x + attn(ln1(x)) + b_proj
         tpar_layernorm_forward(s->ln, s->stats, s->stats + 1, s->x, P[TPAR_BLOCK_LN1W], P[TPAR_BLOCK_LN1B], 1, C);
-        if ((st = tpar_col_linear_forward(&b->attn.qkv, s->qkv, s->ln, 1, err))) return st; // (3C/tp)
+        tpar_matmul_forward(s->qkv, s->ln, b->attn.qkv.w, b->attn.qkv.b, 1, C, 3 * Cl); // (3C/tp) column-parallel
         cache_put(s, l, t, s->qkv);
         attend(s, l, t + 1);
-        if ((st = tpar_row_linear_forward(&b->attn.proj, s->y, s->att, 1, err))) return st; // (C) all-reduced
+        tpar_matmul_forward(s->y, s->att, b->attn.proj.w, NULL, 1, Cl, C); // (C) row-parallel: a partial sum
+        if ((st = tpar_map_allreduce(&m->tp, s->y, (size_t)C, err))) return st;
         tpar_bias_dropout_residual_forward(s->h, s->y, P[TPAR_BLOCK_ATTPROJB], s->x, 1, C, 0.0f, 0, 0);
         // x = h + mlp(ln2(h)) + b_fcproj
         tpar_layernorm_forward(s->ln, s->stats, s->stats + 1, s->h, P[TPAR_BLOCK_LN2W], P[TPAR_BLOCK_LN2B], 1, C);
-        if ((st = tpar_tp_mlp_forward(&b->mlp, s->y, s->ln, 1, err))) return st;
+        tpar_matmul_forward(s->fc, s->ln, b->mlp.fc.w, NULL, 1, C, Hl);     // (4C/tp) column-parallel
+        tpar_bias_gelu_forward(s->gelu, s->fc, b->mlp.fc.b, 1, Hl);       // (4C/tp)
+        tpar_matmul_forward(s->y, s->gelu, b->mlp.proj.w, NULL, 1, Hl, C); // (C) row-parallel: a partial sum
+        if ((st = tpar_map_allreduce(&m->tp, s->y, (size_t)C, err))) return st;
         tpar_bias_dropout_residual_forward(s->x, s->y, P[TPAR_BLOCK_FCPROJB], s->h, 1, C, 0.0f, 0, 0);
     }
     const float *lnfw = m->params + m->tensors[2].offset, *lnfb = m->params + m->tensors[3].offset;
     tpar_layernorm_forward(s->ln, s->stats, s->stats + 1, s->x, lnfw, lnfb, 1, C);
-    if ((st = tpar_col_linear_forward(&m->head, s->logits, s->ln, 1, err))) return st; // (Vp/tp)
+    tpar_matmul_forward(s->logits, s->ln, m->head.w, NULL, 1, C, s->Vl); // (Vp/tp) tied vocab-parallel head
     s->pos = t + 1;
     return gather_logits(s, s->logits, logits, err);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gemm_internal.h"
+#include "gemv.h"
 
 struct tpar_gemm_ctx {
     pthread_mutex_t mu;
@@ -50,12 +51,20 @@ static const provider_t providers[TPAR_GEMM_N_PROVIDERS] = {
     [TPAR_GEMM_AUTO] = {{"auto", TPAR_GEMM_AUTO, 0}, NULL, NULL},
     [TPAR_GEMM_OPENBLAS] = {{"openblas", TPAR_GEMM_OPENBLAS, 0}, run_openblas, NULL},
     [TPAR_GEMM_DNNL] = {{"dnnl", TPAR_GEMM_DNNL, 0}, run_dnnl, NULL},
+    [TPAR_GEMM_GEMV] = {{"gemv", TPAR_GEMM_GEMV, 8}, NULL, tpar_gemv_forward},
 };
 
 static int available(const tpar_gemm_ctx_t *g, tpar_gemm_provider_t p) {
     if (p == TPAR_GEMM_OPENBLAS) return 1;
     if (p == TPAR_GEMM_DNNL) return g->dnnl != NULL;
     return p > TPAR_GEMM_DNNL && p < TPAR_GEMM_N_PROVIDERS; /* later entries: always there */
+}
+
+int tpar_gemm_provider_takes(tpar_gemm_provider_t p, int ta, int tb, int M) {
+    if (p <= TPAR_GEMM_AUTO || p >= TPAR_GEMM_N_PROVIDERS) return 0;
+    const provider_t *pv = &providers[p];
+    if (pv->gemm) return 1;
+    return pv->linear && !ta && tb && (!pv->info.max_rows || M <= pv->info.max_rows);
 }
 
 const char *tpar_gemm_provider_name(tpar_gemm_provider_t p) {
@@ -68,7 +77,7 @@ tpar_status tpar_gemm_provider_parse(const char *s, tpar_gemm_provider_t *out, t
             *out = (tpar_gemm_provider_t)p;
             return TPAR_OK;
         }
-    return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "GEMM provider '%s' unknown: use auto, openblas or dnnl",
+    return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "GEMM provider '%s' unknown: use auto, openblas, dnnl or gemv (forward of <= 8 rows only)",
                         s ? s : "(null)");
 }
 
@@ -143,7 +152,7 @@ tpar_status tpar_gemm_init(tpar_err_t *err) {
     tpar_gemm_provider_t p = TPAR_GEMM_AUTO;
     tpar_status st;
     if (s && *s && (st = tpar_gemm_provider_parse(s, &p, err)))
-        return tpar_err_set(err, st, "TPAR_GEMM='%s': use auto, openblas or dnnl", s);
+        return tpar_err_set(err, st, "TPAR_GEMM='%s': use auto, openblas, dnnl or gemv (forward of <= 8 rows only)", s);
     tpar_gemm_ctx_t *g = tpar_gemm_default();
     if (!g) return tpar_err_set(err, TPAR_ERR_NOMEM, "gemm: out of memory for the default context");
     if (g->force != p)
@@ -196,6 +205,13 @@ static tpar_gemm_provider_t preferred(const tpar_gemm_ctx_t *g) {
     return g->dnnl && gemm_dnnl_isa_rank() >= 2 ? TPAR_GEMM_DNNL : TPAR_GEMM_OPENBLAS;
 }
 
+/* The same for class c: the forward of 1-8 rows (decode) is a read of the weights, which the
+ * small-M kernel streams at the memory's read bandwidth (docs/KERNELS.md); the probe below runs
+ * with weights in cache, so it would not show that. */
+static tpar_gemm_provider_t preferred_for(const tpar_gemm_ctx_t *g, int c) {
+    return c == 0 ? TPAR_GEMM_GEMV : preferred(g);
+}
+
 /* Decides class c: measures every available provider on the class's probe shape, a GPT-2
  * small layer at the bucket's token count (4, 256 or 512 tokens; 1024 x 768 weights), and keeps
  * the preferred provider unless another is >= 15% faster. A fixed probe (not the first call's
@@ -209,7 +225,7 @@ static void decide(tpar_gemm_ctx_t *g, int c) {
     float beta = op == 0 ? 0.0f : 1.0f; // the forward overwrites, the gradients accumulate
     int m = op == 2 ? 1024 : t, n = op == 1 ? 768 : op == 2 ? 768 : 1024, kk = op == 2 ? t : op == 1 ? 1024 : 768;
     k->M = m, k->N = n, k->K = kk, k->decided = 1;
-    k->chosen = preferred(g);
+    k->chosen = preferred_for(g, c);
     float *a = tpar_calloc_aligned((size_t)m * kk, sizeof(float)), *b = tpar_calloc_aligned((size_t)kk * n, sizeof(float)),
           *cc = tpar_calloc_aligned((size_t)m * n, sizeof(float));
     if (a && b && cc) {

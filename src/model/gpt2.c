@@ -339,12 +339,17 @@ static void local_tokens(const tpar_gpt2_t *m, int N, int *g0, int *Nl) {
     *g0 = m->sp ? m->tp.rank * *Nl : 0;
 }
 
-tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targets, int B, int T,
-                              uint64_t dropout_seed, float *loss, tpar_err_t *err) {
+static tpar_status check_batch(const tpar_gpt2_t *m, int B, int T, tpar_err_t *err) {
     if (B < 1 || T < 1 || B > m->B || T > m->T)
         return tpar_err_set(err, TPAR_ERR_SHAPE, "model forward: (B, T) = (%d, %d) outside the (%d, %d) it was built for",
                             B, T, m->B, m->T);
-    tpar_status st = check_sp_tokens(m, B, T, err);
+    return check_sp_tokens(m, B, T, err);
+}
+
+/* Embedding, the blocks and ln_f: the final hidden states in m->lnf (Nl, C). */
+static tpar_status forward_trunk(tpar_gpt2_t *m, const int *inputs, int B, int T, uint64_t dropout_seed,
+                                 tpar_err_t *err) {
+    tpar_status st = check_batch(m, B, T, err);
     if (st) return st;
     int L = m->cfg.n_layer, C = m->cfg.n_embd, N = B * T, g0, Nl;
     local_tokens(m, N, &g0, &Nl);
@@ -352,6 +357,8 @@ tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targ
     float p = m->cfg.dropout;
     m->dropout_seed = dropout_seed;
     m->B_last = B, m->T_last = T;
+    m->n_logits = 0; // until the head has run
+    m->rows_selected = 0;
     const float *wpe = m->params + m->tensors[1].offset;
     float *x = m->resid; // (Nl, C): replicated (Nl = N), or this rank's tokens under SP
     if ((st = tpar_vocab_embedding_forward(&m->emb, x, inputs, N, err))) return st;
@@ -368,9 +375,45 @@ tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targ
     }
     const float *lnfw = m->params + m->tensors[2].offset, *lnfb = m->params + m->tensors[3].offset;
     tpar_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, lnfw, lnfb, Nl, C);
+    return TPAR_OK;
+}
+
+tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targets, int B, int T,
+                              uint64_t dropout_seed, float *loss, tpar_err_t *err) {
+    tpar_status st = forward_trunk(m, inputs, B, T, dropout_seed, err);
+    if (st) return st;
+    int N = B * T;
     // The head all-gathers the tokens under SP: logits of all N tokens, vocab-sharded.
     if ((st = tpar_col_linear_forward(&m->head, m->logits, m->lnf, N, err))) return st; // (N, Vp/tp)
+    m->n_logits = N;
     if (targets) return tpar_vocab_xent_forward(&m->xent, loss, NULL, m->logits, targets, N, err);
+    return TPAR_OK;
+}
+
+tpar_status tpar_gpt2_forward_rows(tpar_gpt2_t *m, const int *inputs, int B, int T, uint64_t dropout_seed,
+                                   const int *rows, int n, tpar_err_t *err) {
+    if (m->sp)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "model forward of selected rows: not under sequence parallelism (each rank holds only "
+                            "its tokens' hidden states); build the model without SP");
+    tpar_status st = check_batch(m, B, T, err);
+    if (st) return st;
+    int N = B * T, C = m->cfg.n_embd;
+    if (n < 0 || n > N || (n > 0 && !rows))
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "model forward of selected rows: %d rows of the %d of (B, T) = "
+                            "(%d, %d); ask for 0 to %d", n, N, B, T, N);
+    for (int i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= N)
+            return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                                "model forward of selected rows: rows[%d] = %d is outside [0, B*T = %d)", i, rows[i], N);
+    if ((st = forward_trunk(m, inputs, B, T, dropout_seed, err))) return st;
+    m->rows_selected = 1;
+    if (n == 0) return TPAR_OK;
+    // The selected rows of ln_f's output side by side, in dres[0] (scratch until a backward).
+    float *sel = m->dres[0]; // (n, C)
+    for (int i = 0; i < n; i++) memcpy(sel + (size_t)i * C, m->lnf + (size_t)rows[i] * C, (size_t)C * sizeof(float));
+    if ((st = tpar_col_linear_forward(&m->head, m->logits, sel, n, err))) return st; // (n, Vp/tp)
+    m->n_logits = n;
     return TPAR_OK;
 }
 
@@ -378,6 +421,11 @@ tpar_status tpar_gpt2_backward(tpar_gpt2_t *m, const int *inputs, const int *tar
                                tpar_grads_ready_fn ready, void *ctx, tpar_err_t *err) {
     int B = m->B_last, T = m->T_last, L = m->cfg.n_layer, C = m->cfg.n_embd, N = B * T, g0, Nl;
     if (B < 1) return tpar_err_set(err, TPAR_ERR_INTERNAL, "model backward: no forward before it");
+    if (m->rows_selected)
+        return tpar_err_set(err, TPAR_ERR_INVALID_ARG,
+                            "model backward: the last forward computed the logits of %d selected rows of %d "
+                            "(tpar_gpt2_forward_rows); backward needs tpar_gpt2_forward with targets",
+                            m->n_logits, N);
     local_tokens(m, N, &g0, &Nl);
     size_t NlC = (size_t)Nl * C;
     float p = m->cfg.dropout;
@@ -430,7 +478,7 @@ tpar_status tpar_gpt2_backward(tpar_gpt2_t *m, const int *inputs, const int *tar
 void tpar_gpt2_zero_grad(tpar_gpt2_t *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
 
 tpar_status tpar_gpt2_logits_row(tpar_gpt2_t *m, int row, float *out, tpar_err_t *err) {
-    int N = m->B_last * m->T_last, tps = m->tp.size, Vl = m->Vp / tps;
+    int N = m->n_logits, tps = m->tp.size, Vl = m->Vp / tps;
     if (row < 0 || row >= N)
         return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "model logits: row %d outside the last forward's %d", row, N);
     const float *src = m->logits + (size_t)row * Vl;

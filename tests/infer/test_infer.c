@@ -3,8 +3,14 @@
  * come from the model's full forward over the whole sequence (no cache: an independent
  * reference):
  *   - prefill and every KV-cache decode step give the logits of the full forward over the
- *     sequence so far (float32 sums in other orders and GEMM shapes: rtol 1e-4, atol 1e-5;
- *     observed differences are ~1e-6);
+ *     sequence so far (float32 sums in other orders and GEMM shapes: rtol 1e-4, atol 1e-4;
+ *     observed differences are ~1e-6); prefill computes the head for its last row only
+ *     (tpar_gpt2_forward_rows), and without logits none, the cache filled all the same;
+ *   - decode logits are bitwise the same with 1 and 2 OpenMP threads per rank, on a model wide
+ *     enough (C = 256) that the small-M kernel splits its matmuls over the threads;
+ *   - tpar_gpt2_forward_rows on the TP model gives the reference's full-forward logits of the
+ *     selected rows (any order, repeats; same tolerance), and refuses bad rows, a backward
+ *     after it and sequence parallelism;
  *   - greedy generation past the context length (the window slides 4 times) gives exactly the
  *     reference's tokens, the reference sliding by the same rule; so TP 1, 2 and 4 agree;
  *   - sampling (temperature, top-k) with a fixed seed gives the reference's tokens and the same
@@ -14,6 +20,7 @@
  *   - bad inputs (empty or too long prompt, ids outside the vocabulary, a full cache, bad
  *     sampling settings, missing or empty checkpoint directories) give errors saying what. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,10 +81,86 @@ static void check_decode(tpar_infer_t *s, tpar_gpt2_t *ref) {
         snprintf(name, sizeof name, "decode logits at position %d", t);
         CHECK_CLOSE_F32(name, want, got, V, 1e-4, 1e-4);
     }
+    // Prefill without logits (no head at all) fills the same cache: the next step's logits agree.
+    MUST(tpar_infer_prefill(s, seq, PROMPT, NULL, &err));
+    MUST(tpar_infer_decode(s, seq[PROMPT], got, &err));
+    ref_logits(ref, seq, PROMPT + 1, want);
+    CHECK_CLOSE_F32("decode logits after a prefill without logits", want, got, V, 1e-4, 1e-4);
+    for (int t = PROMPT + 1; t < NPOS; t++) MUST(tpar_infer_decode(s, seq[t], NULL, &err));
     // the cache is full now
     tpar_err_t e = {0};
     CHECK_EQ_INT(TPAR_ERR_SHAPE, tpar_infer_decode(s, 1, got, &e));
     CHECK_STR_CONTAINS(e.msg, "KV cache is full (16 tokens)");
+}
+
+/* The model's forward of selected rows against the reference's full forward. */
+static void check_forward_rows(tpar_gpt2_t *m, tpar_gpt2_t *ref) {
+    enum { T = 11, NR = 4 };
+    int seq[T], rows[NR] = {T - 1, 0, 6, 0};
+    float got[V], want[V];
+    for (int i = 0; i < T; i++) seq[i] = (i * 17 + 5) % V;
+    MUST(tpar_gpt2_forward_rows(m, seq, 1, T, 0, rows, NR, &err));
+    CHECK_EQ_INT(NR, m->n_logits);
+    MUST(tpar_gpt2_forward(ref, seq, NULL, 1, T, 0, NULL, &err));
+    for (int i = 0; i < NR; i++) {
+        MUST(tpar_gpt2_logits_row(m, i, got, &err));
+        MUST(tpar_gpt2_logits_row(ref, rows[i], want, &err));
+        char name[64];
+        snprintf(name, sizeof name, "forward_rows: logits of selected row %d (row %d)", i, rows[i]);
+        CHECK_CLOSE_F32(name, want, got, V, 1e-4, 1e-4);
+    }
+    tpar_err_t e = {0};
+    int targets[T] = {0};
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_backward(m, seq, targets, 1.0f, NULL, NULL, &e));
+    CHECK_STR_CONTAINS(e.msg, "logits of 4 selected rows of 11");
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_logits_row(m, NR, got, &e)); // only NR rows exist
+    int bad_rows[2] = {2, T};
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_forward_rows(m, seq, 1, T, 0, bad_rows, 2, &e));
+    CHECK_STR_CONTAINS(e.msg, "rows[1] = 11 is outside [0, B*T = 11)");
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_forward_rows(m, seq, 1, T, 0, rows, T + 1, &e));
+    CHECK_STR_CONTAINS(e.msg, "12 rows of the 11");
+    CHECK_EQ_INT(TPAR_ERR_SHAPE, tpar_gpt2_forward_rows(m, seq, 1, NPOS + 1, 0, rows, 1, &e));
+    MUST(tpar_gpt2_forward_rows(m, seq, 1, T, 0, NULL, 0, &err)); // the trunk alone
+    CHECK_EQ_INT(0, m->n_logits);
+    int all[T];
+    for (int i = 0; i < T; i++) all[i] = i;
+    MUST(tpar_gpt2_forward_rows(m, seq, 1, T, 0, all, T, &err)); // every row, but still no backward
+    CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_backward(m, seq, targets, 1.0f, NULL, NULL, &e));
+    if (m->tp.size > 1) { // sequence parallelism: each rank holds only its tokens' hidden states
+        tpar_gpt2_t *msp = NULL;
+        MUST(tpar_gpt2_new(&cfg, m->tp.comm, 1, NPOS, 1, &msp, &err));
+        CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_gpt2_forward_rows(msp, seq, 1, 8, 0, rows, 1, &e));
+        CHECK_STR_CONTAINS(e.msg, "not under sequence parallelism");
+        tpar_infer_t s2;
+        CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_infer_init(&s2, msp, NPOS, &e));
+        CHECK_STR_CONTAINS(e.msg, "sequence parallelism");
+        tpar_gpt2_free(msp);
+    }
+}
+
+/* Prefill then decode steps at t threads per rank: the logits of every step, bitwise, do not depend on t. */
+static void check_threads(tpar_comm_t *world) {
+    const tpar_gpt2_config_t wide = {.n_layer = 1, .n_head = 4, .n_embd = 256, .vocab_size = 300, .n_positions = 16};
+    enum { STEPS = 4, WV = 300 };
+    int tp = tpar_comm_size(world), seq[PROMPT + STEPS];
+    for (int i = 0; i < PROMPT + STEPS; i++) seq[i] = (i * 37 + 11) % WV;
+    tpar_gpt2_t *w = NULL;
+    MUST(tpar_gpt2_new(&wide, tp > 1 ? world : NULL, 1, NPOS, 0, &w, &err));
+    tpar_gpt2_init(w, 3);
+    tpar_infer_t s;
+    MUST(tpar_infer_init(&s, w, NPOS, &err));
+    static float got[2][STEPS + 1][WV];
+    int saved = omp_get_max_threads();
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        MUST(tpar_infer_prefill(&s, seq, PROMPT, got[t][0], &err));
+        for (int i = 0; i < STEPS; i++) MUST(tpar_infer_decode(&s, seq[PROMPT + i], got[t][i + 1], &err));
+    }
+    omp_set_num_threads(saved);
+    if (!CHECK(!memcmp(got[0], got[1], sizeof got[0])))
+        fprintf(stderr, "  decode logits differ between 1 and 2 threads per rank\n");
+    tpar_infer_free(&s);
+    tpar_gpt2_free(w);
 }
 
 static void check_generate(tpar_infer_t *s, tpar_gpt2_t *ref, const char *what) {
@@ -190,6 +273,8 @@ int main(void) {
     tpar_infer_t s;
     MUST(tpar_infer_init(&s, m, NPOS, &err));
     check_decode(&s, ref);
+    check_forward_rows(m, ref);
+    check_threads(world);
     check_generate(&s, ref, "initialised");
     check_bad_inputs(&s, m);
     check_sampler();
