@@ -44,7 +44,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N_COMMANDS; i++) {
         if (!strcmp(cmd, commands[i].name)) {
             optind = 1;
-            return commands[i].run(argc - 1, argv + 1);
+            int rc = commands[i].run(argc - 1, argv + 1);
+            // Under mpirun, a failed job is left unfinalized (a stopped peer would never get
+            // there): end it with MPI_Abort now that the error is printed.
+            return tpar_comm_abort_unfinished(rc);
         }
     }
     if (cmd[0] == '-')

@@ -60,6 +60,27 @@ static MPI_Datatype mpi_type(tpar_dtype dt) {
 
 static MPI_Op mpi_op(tpar_op op) { return op == TPAR_SUM ? MPI_SUM : op == TPAR_MAX ? MPI_MAX : MPI_MIN; }
 
+/* MPI cannot say which rank is missing from a collective; /proc can, for a peer on this host
+ * that is stopped or gone (pids and hosts all-gathered at start-up). Writes " waiting for rank 1
+ * (world rank 1, pid 4711), which is stopped (...)" naming each such member, or why it cannot. */
+static void name_silent(const tpar_comm_t *c, char *buf, size_t n) {
+    const comm_world_t *w = c->wstate;
+    size_t len = 0;
+    buf[0] = 0;
+    for (int q = 0; w && w->nranks && q < c->size && len + 1 < n; q++) {
+        int wr = c->world_ranks[q];
+        if (q == c->rank || wr < 0 || wr >= w->nranks || w->hosts[wr] != w->hosts[c->world_rank]) continue;
+        char state[96];
+        comm_pid_state(w->pids[wr], state, sizeof state);
+        if (state[0])
+            len += (size_t)snprintf(buf + len, n - len, "%s rank %d (world rank %d, pid %d)%s",
+                                    len ? " and" : " waiting for", q, wr, (int)w->pids[wr], state);
+    }
+    if (!buf[0])
+        snprintf(buf, n, "; a rank did not take part (MPI cannot say which, and no rank on this host is stopped "
+                         "or gone)");
+}
+
 /* Completes req within the communicator's deadline; polls, then yields, then naps. */
 static tpar_status mpi_complete(tpar_comm_t *c, MPI_Request *req, MPI_Status *status, const coll_t *k) {
     double t0 = tpar_now();
@@ -69,12 +90,15 @@ static tpar_status mpi_complete(tpar_comm_t *c, MPI_Request *req, MPI_Status *st
         if (rc != MPI_SUCCESS) return mpi_err(c, rc, coll_name(k->kind));
         if (flag) return TPAR_OK;
         if (i < 256) continue;
-        if ((i & 63) == 0 && tpar_now() - t0 > c->timeout_s)
+        if ((i & 63) == 0 && tpar_now() - t0 > c->timeout_s) {
+            char what[160], who[320];
+            comm_describe_call(k, what, sizeof what);
+            name_silent(c, who, sizeof who);
             return comm_fail(c, TPAR_ERR_TIMEOUT,
-                             "%s #%llu (%zu x %s) on a %d-rank MPI communicator: timed out after %g s; a rank did "
-                             "not take part (MPI cannot say which; TPAR_COMM_TIMEOUT sets the deadline)",
-                             coll_name(k->kind), (unsigned long long)k->seq, k->count, tpar_dtype_name(k->dt),
-                             c->size, c->timeout_s);
+                             "%s on a %d-rank MPI communicator: timed out after %g s%s (TPAR_COMM_TIMEOUT sets the "
+                             "deadline)",
+                             what, c->size, c->timeout_s, who);
+        }
         if (i < 4096) {
             sched_yield();
         } else {
@@ -251,6 +275,34 @@ static tpar_status adopt(tpar_comm_t *c, MPI_Comm comm, tpar_err_t *err) {
     return TPAR_OK;
 }
 
+/* Every world rank's pid and host, for naming a silent rank after a timeout (name_silent). */
+static tpar_status share_identity(tpar_comm_t *c, tpar_err_t *err) {
+    comm_world_t *w = c->wstate;
+    if (!w) return TPAR_OK;
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the host name */
+    for (const char *p = host; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    int64_t mine[2] = {(int64_t)getpid(), (int64_t)h}, *all = malloc(2 * (size_t)c->size * sizeof *all);
+    w->pids = malloc((size_t)c->size * sizeof *w->pids);
+    w->hosts = malloc((size_t)c->size * sizeof *w->hosts);
+    if (!all || !w->pids || !w->hosts) {
+        free(all);
+        return tpar_err_set(err, TPAR_ERR_NOMEM, "mpi: out of memory");
+    }
+    if (MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, c->mpi->comm) != MPI_SUCCESS) {
+        free(all);
+        return tpar_err_set(err, TPAR_ERR_SYS, "mpi: MPI_Allgather of the ranks' pids failed");
+    }
+    for (int q = 0; q < c->size; q++) {
+        w->pids[q] = (int32_t)all[2 * q];
+        w->hosts[q] = (uint64_t)all[2 * q + 1];
+    }
+    w->nranks = c->size;
+    free(all);
+    return TPAR_OK;
+}
+
 tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err) {
     int inited = 0, provided = 0;
     MPI_Initialized(&inited);
@@ -275,7 +327,8 @@ tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err) {
     c->world_ranks = wr;
     for (int i = 0; i < c->size; i++) wr[i] = i;
     c->world_rank = c->rank;
-    return adopt(c, dup, err);
+    tpar_status st = adopt(c, dup, err);
+    return st ? st : share_identity(c, err);
 }
 
 tpar_status mpi_split(tpar_comm_t *parent, tpar_comm_t *child, int color, int key) {
@@ -375,6 +428,7 @@ tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err) {
         l->timeout_s = l->cfg.timeout_s = c->timeout_s;
         l->cfg.progress_thread = 0; /* the hier communicator's own queue drives it */
         l->world_rank = c->world_rank;
+        l->wstate = comm_world_ref(c->wstate);
         m->local = l;
         st = share_arena(local, ls, &fd, err);
     }
@@ -443,8 +497,19 @@ void mpi_free(tpar_comm_t *c) {
         free(m);
         c->mpi = NULL;
     }
-    /* After a failure a peer may never reach MPI_Finalize; do not wait for it. */
+    /* After a failure a peer may never reach MPI_Finalize; do not wait for it: the program
+     * reports its error, then tpar_comm_abort_unfinished ends the job. */
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (c->owns_mpi_init && !finalized && !c->poisoned) MPI_Finalize();
+    if (c->owns_mpi_init && !finalized && !c->poisoned && !comm_world_failed(c)) MPI_Finalize();
+}
+
+int tpar_comm_abort_unfinished(int status) {
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (!inited || finalized) return status;
+    fflush(NULL);
+    MPI_Abort(MPI_COMM_WORLD, status ? status : 1);
+    return status; /* not reached: MPI_Abort ends the process */
 }
