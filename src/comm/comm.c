@@ -354,6 +354,8 @@ static uint64_t hash_counts(const size_t *counts, int n) {
 void comm_describe_call(const coll_t *call, char *buf, size_t n) {
     if (!call) {
         snprintf(buf, n, "communicator set-up");
+    } else if (call->kind == COLL_BARRIER) {
+        snprintf(buf, n, "barrier #%llu", (unsigned long long)call->seq);
     } else if (call->kind == COLL_SEND || call->kind == COLL_RECV) {
         snprintf(buf, n, "%s (%s %d, tag %d, %zu x %s)", coll_name(call->kind),
                  call->kind == COLL_SEND ? "to" : "from", call->peer, call->tag, call->count,
