@@ -49,6 +49,10 @@ int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo
 
 /* Print "tpar CMD: error: <message>" to stderr. */
 void tpar_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints one line to stderr with a single write(2) of the formatted buffer (a newline is added
+ * if missing; up to 4 KiB, PIPE_BUF, so a pipe never splits it): lines from several ranks
+ * sharing one stderr never interleave. */
+void tpar_cli_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* 1 when this process already runs as a rank (under `tpar launch`, mpirun or srun). */
 int tpar_cli_is_rank(void);

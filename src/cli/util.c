@@ -1,5 +1,6 @@
 /* Option parsing and error reporting shared by the subcommands. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,13 +10,31 @@
 #include "cli.h"
 #include "tpar/core.h"
 
-void tpar_cli_error(const char *cmd, const char *fmt, ...) {
+void tpar_cli_line(const char *fmt, ...) {
+    char buf[4096];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "tpar %s: error: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
     va_end(ap);
+    if (n < 0) return;
+    size_t len = (size_t)n < sizeof buf - 1 ? (size_t)n : sizeof buf - 2; /* a longer line is cut */
+    if (len == 0 || buf[len - 1] != '\n') buf[len++] = '\n';
+    fflush(stderr);
+    for (size_t off = 0; off < len;) { /* one write(2) unless interrupted */
+        ssize_t w = write(STDERR_FILENO, buf + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        off += (size_t)w;
+    }
+}
+
+void tpar_cli_error(const char *cmd, const char *fmt, ...) {
+    char msg[3584];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    tpar_cli_line("tpar %s: error: %s", cmd, msg);
 }
 
 int tpar_cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
