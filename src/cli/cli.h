@@ -23,10 +23,18 @@ int tpar_cmd_bench(int argc, char **argv);
 int tpar_cmd_launch(int argc, char **argv);
 int tpar_cmd_plan(int argc, char **argv);
 int tpar_cmd_info(int argc, char **argv);
+/* How one rank of an attempt ended. */
+typedef struct {
+    int pid, wstatus;
+    int order;       /* 1, 2, ...: the order in which ranks failed; 0: exited 0 (or never started) */
+    int by_launcher; /* it ended after the launcher's SIGTERM/SIGKILL (a consequence, not a cause) */
+} tpar_launch_rank_t;
 /* One run of `tpar launch`: n ranks of prog; returns the exit status. fail (may be NULL) gets
- * the first rank that failed (rank -1: none) and a signal (SIGINT/SIGTERM) the launcher got. */
+ * the first rank that failed (rank -1: none) and a signal (SIGINT/SIGTERM) the launcher got;
+ * when fail->ranks is not NULL (n entries, caller-owned) how every rank ended. */
 typedef struct {
     int rank, pid, wstatus, signal;
+    tpar_launch_rank_t *ranks;
 } tpar_launch_fail_t;
 int tpar_launch_job(int n, char **prog, double grace, tpar_launch_fail_t *fail);
 /* Runs the job again after a failure, up to max_restarts times (supervise.c). */
