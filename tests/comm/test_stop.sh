@@ -60,7 +60,12 @@ if [ -n "$mpiexec" ]; then
     for b in mpi hier shm; do
         run "mpiexec, TPAR_COMM=$b" "$mpiexec" --allow-run-as-root --oversubscribe -np 2 -x TPAR_COMM=$b \
             "$prog" stop "$pidfile"
-        check "mpiexec, TPAR_COMM=$b: ended through MPI_Abort" "MPI_ABORT was invoked on rank 0"
+        # MPI_Abort(..., 3): mpiexec exits 3 (its banner may be lost when mpiexec is short of resources)
+        checks=$((checks + 1))
+        if [ "$rc" -ne 3 ] && ! grep -q "MPI_ABORT was invoked on rank 0" "$out"; then
+            failed=$((failed + 1))
+            echo "FAIL: mpiexec, TPAR_COMM=$b: not ended through MPI_Abort (status $rc)"
+        fi
     done
 else
     echo "skipped: the mpiexec cases (no MPI in this build)"
