@@ -143,10 +143,12 @@ int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const
 
 #define SHM_DIR "/dev/shm"
 #define VADER_PREFIX "vader_segment."
-#define STALE_AGE_S 60
+#define STALE_AGE_S 2 /* beyond the moment between a segment's creation and its mapping */
 
-/* Does any process map or hold open one of the n paths? Sets used[i]. Returns -1 when a
- * process could not be inspected (another user's, without the right to read it). */
+/* Does any process hold open or map one of the n paths? Sets used[i]. Returns -1 when a
+ * process could not be inspected (another user's, without the right to read it). Each
+ * process's fds are read before its maps: a creator that opens, maps, then closes its segment
+ * is seen in one or the other whenever the scan reaches it. */
 static int mark_in_use(char (*paths)[PATH_MAX], int n, int *used) {
     DIR *proc = opendir("/proc");
     if (!proc) return -1;
@@ -155,21 +157,11 @@ static int mark_in_use(char (*paths)[PATH_MAX], int n, int *used) {
     char path[PATH_MAX], line[PATH_MAX + 128], target[PATH_MAX];
     while ((e = readdir(proc))) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-        snprintf(path, sizeof path, "/proc/%s/maps", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) {
-            if (errno == EACCES || errno == EPERM) blind = 1;
-            continue; /* ENOENT: it just exited */
-        }
-        while (fgets(line, sizeof line, f))
-            for (int i = 0; i < n; i++)
-                if (!used[i] && strstr(line, paths[i])) used[i] = 1;
-        fclose(f);
         snprintf(path, sizeof path, "/proc/%s/fd", e->d_name);
         DIR *fds = opendir(path);
         if (!fds) {
             if (errno == EACCES || errno == EPERM) blind = 1;
-            continue;
+            continue; /* ENOENT: it just exited */
         }
         struct dirent *fe;
         while ((fe = readdir(fds))) {
@@ -182,6 +174,16 @@ static int mark_in_use(char (*paths)[PATH_MAX], int n, int *used) {
                 if (!used[i] && !strcmp(target, paths[i])) used[i] = 1;
         }
         closedir(fds);
+        snprintf(path, sizeof path, "/proc/%s/maps", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            if (errno == EACCES || errno == EPERM) blind = 1;
+            continue;
+        }
+        while (fgets(line, sizeof line, f))
+            for (int i = 0; i < n; i++)
+                if (!used[i] && strstr(line, paths[i])) used[i] = 1;
+        fclose(f);
     }
     closedir(proc);
     return blind ? -1 : 0;

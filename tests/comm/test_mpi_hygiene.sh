@@ -22,7 +22,7 @@ trap cleanup EXIT
 
 if [ -w /dev/shm ]; then
     (umask 077 && : >"$old" && : >"$fresh" && : >"$held") # 0600, as Open MPI makes them
-    touch -d '-5 minutes' "$old" "$held"
+    touch -d '-1 minute' "$old" "$held"
     sh -c 'exec 3<"$1"; exec sleep 60' sh "$held" &
     holder=$!
     sleep 0.3
