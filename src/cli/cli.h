@@ -68,6 +68,10 @@ void tpar_cli_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * returns how many. Called once per run by the process that starts the ranks. */
 int tpar_cli_sweep_stale_shm(void);
 
+/* This process's world rank as its launcher set it (TPAR_RANK, or mpirun's / srun's variable),
+ * for error lines; "0" when alone. */
+const char *tpar_cli_rank_name(void);
+
 /* 1 when this process already runs as a rank (under `tpar launch`, mpirun or srun). */
 int tpar_cli_is_rank(void);
 

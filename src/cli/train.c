@@ -130,10 +130,10 @@ int tpar_cmd_train(int argc, char **argv) {
                                     argc, argv);
     tpar_train_result_t res;
     if (tpar_train_run(&c, &res, &err)) {
-        const char *r = getenv("TPAR_RANK");
+        const char *r = tpar_cli_rank_name(); // under mpirun too
         tpar_fault_note_error(err.msg); // for the supervisor's report
-        if (!res.config_error) tpar_cli_error(cmd, "rank %s: %s", r ? r : "0", err.msg);
-        else if (!r || !strcmp(r, "0")) tpar_cli_error(cmd, "%s", err.msg);
+        if (!res.config_error) tpar_cli_error(cmd, "rank %s: %s", r, err.msg);
+        else if (!strcmp(r, "0")) tpar_cli_error(cmd, "%s", err.msg);
         return res.config_error ? TPAR_EXIT_USAGE : TPAR_EXIT_FAIL;
     }
     return TPAR_EXIT_OK;

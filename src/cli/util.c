@@ -77,6 +77,15 @@ int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo
     return -1;
 }
 
+const char *tpar_cli_rank_name(void) {
+    static const char *vars[] = {"TPAR_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return v;
+    }
+    return "0";
+}
+
 int tpar_cli_is_rank(void) {
     return getenv("TPAR_RANK") || getenv("OMPI_COMM_WORLD_RANK") || getenv("PMIX_RANK") ||
            getenv("PMI_RANK");

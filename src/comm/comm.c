@@ -203,6 +203,9 @@ tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpa
 #endif
     }
     if (st) {
+        /* peers may be left waiting in set-up: no MPI_Finalize (see comm_world_t) */
+        if (st == TPAR_ERR_TIMEOUT || st == TPAR_ERR_PEER_DEAD || st == TPAR_ERR_SYS)
+            comm_fail(c, st, "%s", err ? err->msg : "communicator set-up failed");
         tpar_comm_free(c);
         return st;
     }
@@ -673,7 +676,12 @@ tpar_status tpar_comm_split(tpar_comm_t *comm, int color, int key, tpar_comm_t *
         }
     }
     /* The parent carries the message; it is poisoned only if its own traffic failed. */
-    if (st && err.msg[0]) snprintf(comm->err, sizeof comm->err, "split: %.400s", err.msg);
+    if (st && err.msg[0]) {
+        if (st == TPAR_ERR_TIMEOUT || st == TPAR_ERR_PEER_DEAD || st == TPAR_ERR_SYS)
+            comm_fail(comm, st, "split: %.400s", err.msg); /* peers may be left waiting: the world failed */
+        else
+            snprintf(comm->err, sizeof comm->err, "split: %.400s", err.msg);
+    }
     free(all);
     free(members);
     if (st) {

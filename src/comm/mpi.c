@@ -81,6 +81,43 @@ static void name_silent(const tpar_comm_t *c, char *buf, size_t n) {
                          "or gone)");
 }
 
+/* Set-up traffic within the deadline too. MPI's communicator constructors (dup, split) have
+ * no form that can be bounded, so each is preceded by a fence: a non-blocking barrier completed
+ * within the deadline. A rank that stopped or died before a constructor then makes the others
+ * fail with TPAR_ERR_TIMEOUT instead of waiting inside MPI forever (a rank stopped inside
+ * MPI_Init itself is beyond reach: docs/FAULTS.md). c (may be NULL) names a stopped peer. */
+static tpar_status setup_done(const tpar_comm_t *c, MPI_Request *req, double timeout_s, const char *what,
+                              tpar_err_t *err) {
+    double t0 = tpar_now();
+    for (long i = 0;; i++) {
+        int flag = 0;
+        if (MPI_Test(req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return tpar_err_set(err, TPAR_ERR_SYS, "communicator set-up (MPI): %s failed", what);
+        if (flag) return TPAR_OK;
+        if ((i & 63) == 0 && tpar_now() - t0 > timeout_s) {
+            char who[320] = "; a rank did not take part (MPI cannot say which)";
+            if (c && c->wstate && c->wstate->nranks) name_silent(c, who, sizeof who);
+            return tpar_err_set(err, TPAR_ERR_TIMEOUT,
+                                "communicator set-up (MPI): %s: timed out after %g s%s (TPAR_COMM_TIMEOUT sets the "
+                                "deadline)",
+                                what, timeout_s, who);
+        }
+        if (i > 4096) {
+            struct timespec ts = {0, 50 * 1000};
+            nanosleep(&ts, NULL);
+        } else if (i > 256) {
+            sched_yield();
+        }
+    }
+}
+
+static tpar_status fence(const tpar_comm_t *c, MPI_Comm comm, double timeout_s, const char *what, tpar_err_t *err) {
+    MPI_Request req;
+    if (MPI_Ibarrier(comm, &req) != MPI_SUCCESS)
+        return tpar_err_set(err, TPAR_ERR_SYS, "communicator set-up (MPI): %s failed", what);
+    return setup_done(c, &req, timeout_s, what, err);
+}
+
 /* Completes req within the communicator's deadline; polls, then yields, then naps. */
 static tpar_status mpi_complete(tpar_comm_t *c, MPI_Request *req, MPI_Status *status, const coll_t *k) {
     double t0 = tpar_now();
@@ -290,9 +327,13 @@ static tpar_status share_identity(tpar_comm_t *c, tpar_err_t *err) {
         free(all);
         return tpar_err_set(err, TPAR_ERR_NOMEM, "mpi: out of memory");
     }
-    if (MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, c->mpi->comm) != MPI_SUCCESS) {
+    MPI_Request req;
+    tpar_status st = MPI_Iallgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, c->mpi->comm, &req) != MPI_SUCCESS
+                         ? tpar_err_set(err, TPAR_ERR_SYS, "mpi: MPI_Iallgather of the ranks' pids failed")
+                         : setup_done(NULL, &req, c->timeout_s, "all-gather of the ranks' pids", err);
+    if (st) {
         free(all);
-        return tpar_err_set(err, TPAR_ERR_SYS, "mpi: MPI_Allgather of the ranks' pids failed");
+        return st;
     }
     for (int q = 0; q < c->size; q++) {
         w->pids[q] = (int32_t)all[2 * q];
@@ -316,6 +357,8 @@ tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err) {
     /* A worker thread needs MPI to accept calls from any thread. */
     if (provided < MPI_THREAD_MULTIPLE) c->cfg.progress_thread = 0;
     MPI_Comm dup;
+    tpar_status fst = fence(NULL, MPI_COMM_WORLD, c->timeout_s, "duplicating the world", err);
+    if (fst) return fst;
     if (MPI_Comm_dup(MPI_COMM_WORLD, &dup) != MPI_SUCCESS) return tpar_err_set(err, TPAR_ERR_SYS, "MPI_Comm_dup failed");
     MPI_Comm_rank(dup, &c->rank);
     MPI_Comm_size(dup, &c->size);
@@ -333,6 +376,9 @@ tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err) {
 
 tpar_status mpi_split(tpar_comm_t *parent, tpar_comm_t *child, int color, int key) {
     MPI_Comm nc;
+    tpar_err_t ferr;
+    tpar_status fst = fence(parent, parent->mpi->comm, parent->timeout_s, "split", &ferr);
+    if (fst) return comm_fail(parent, fst, "%s", ferr.msg);
     int rc = MPI_Comm_split(parent->mpi->comm, color < 0 ? MPI_UNDEFINED : color, key, &nc);
     if (rc != MPI_SUCCESS) return mpi_err(parent, rc, "split");
     if (!child) return TPAR_OK;
@@ -344,7 +390,7 @@ tpar_status mpi_split(tpar_comm_t *parent, tpar_comm_t *child, int color, int ke
 
 /* The arena for the ranks of `comm` (all on one host): rank 0 makes it, the others open it
  * through /proc. Returns an fd this process owns. */
-static tpar_status share_arena(MPI_Comm comm, int nranks, int *fd_out, tpar_err_t *err) {
+static tpar_status share_arena(const tpar_comm_t *c, MPI_Comm comm, int nranks, int *fd_out, tpar_err_t *err) {
     int me;
     MPI_Comm_rank(comm, &me);
     int info[3] = {0, -1, 0}; /* ok, fd, pid */
@@ -357,7 +403,14 @@ static tpar_status share_arena(MPI_Comm comm, int nranks, int *fd_out, tpar_err_
         info[1] = fd;
         info[2] = (int)getpid();
     }
-    MPI_Bcast(info, 3, MPI_INT, 0, comm);
+    MPI_Request req;
+    tpar_status bst = MPI_Ibcast(info, 3, MPI_INT, 0, comm, &req) != MPI_SUCCESS
+                          ? tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: MPI_Ibcast failed")
+                          : setup_done(c, &req, c->timeout_s, "broadcast of the host's arena", err);
+    if (bst) {
+        if (fd >= 0) close(fd);
+        return bst;
+    }
     if (!info[0]) return tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: the local leader could not make the arena%s%s",
                                       me == 0 ? ": " : "", me == 0 ? lerr.msg : "");
     if (me != 0) {
@@ -367,7 +420,13 @@ static tpar_status share_arena(MPI_Comm comm, int nranks, int *fd_out, tpar_err_
     }
     int ok = fd >= 0, all_ok = 0;
     /* The leader's fd must stay open until everyone has opened it. */
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
+    tpar_status ast = MPI_Iallreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm, &req) != MPI_SUCCESS
+                          ? tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: MPI_Iallreduce failed")
+                          : setup_done(c, &req, c->timeout_s, "opening the host's arena", err);
+    if (ast) {
+        if (fd >= 0) close(fd);
+        return ast;
+    }
     if (!all_ok) {
         if (fd >= 0) close(fd);
         return tpar_err_set(err, TPAR_ERR_SYS,
@@ -380,18 +439,21 @@ static tpar_status share_arena(MPI_Comm comm, int nranks, int *fd_out, tpar_err_
 
 tpar_status mpi_bootstrap_shm(tpar_comm_t *c, tpar_err_t *err) {
     MPI_Comm local;
+    tpar_status st = fence(c, c->mpi->comm, c->timeout_s, "grouping the ranks by host", err);
+    if (st) return st;
     MPI_Comm_split_type(c->mpi->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local);
     int ls;
     MPI_Comm_size(local, &ls);
     int all_local = 0, mine = ls == c->size;
-    MPI_Allreduce(&mine, &all_local, 1, MPI_INT, MPI_MIN, c->mpi->comm);
-    tpar_status st;
+    MPI_Request req;
+    st = MPI_Iallreduce(&mine, &all_local, 1, MPI_INT, MPI_MIN, c->mpi->comm, &req) != MPI_SUCCESS
+             ? tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: MPI_Iallreduce failed")
+             : setup_done(c, &req, c->timeout_s, "grouping the ranks by host", err);
     int fd = -1;
-    if (!all_local)
+    if (!st && !all_local)
         st = tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                           "TPAR_COMM=shm needs every rank on one host; these ranks span hosts (use hier or mpi)");
-    else
-        st = share_arena(local, c->size, &fd, err);
+    if (!st) st = share_arena(c, local, c->size, &fd, err);
     MPI_Comm_free(&local);
     if (!st) st = shm_attach_fd(c, fd, err);
     return st;
@@ -403,6 +465,7 @@ tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err) {
     tpar_status st = tpar_env_int("TPAR_COMM_HIER_HOST_SIZE", 0, 0, 1 << 20, &host_size, err);
     if (st) return st;
     MPI_Comm local;
+    if ((st = fence(c, m->comm, c->timeout_s, "grouping the ranks by host", err))) return st;
     if (host_size > 0) /* pretend hosts: consecutive world ranks */
         MPI_Comm_split(m->comm, (int)(c->world_rank / host_size), c->rank, &local);
     else
@@ -410,12 +473,23 @@ tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err) {
     int lr, ls;
     MPI_Comm_rank(local, &lr);
     MPI_Comm_size(local, &ls);
+    if ((st = fence(c, m->comm, c->timeout_s, "grouping the ranks across hosts", err))) {
+        MPI_Comm_free(&local);
+        return st;
+    }
     MPI_Comm_split(m->comm, lr, c->rank, &m->cross);
     MPI_Comm_set_errhandler(m->cross, MPI_ERRORS_RETURN);
     int cs;
     MPI_Comm_size(m->cross, &cs);
     int mm[3] = {ls, -ls, cs}, agg[3];
-    MPI_Allreduce(mm, agg, 3, MPI_INT, MPI_MAX, m->comm);
+    MPI_Request req;
+    st = MPI_Iallreduce(mm, agg, 3, MPI_INT, MPI_MAX, m->comm, &req) != MPI_SUCCESS
+             ? tpar_err_set(err, TPAR_ERR_SYS, "hier: MPI_Iallreduce failed")
+             : setup_done(c, &req, c->timeout_s, "counting the hosts", err);
+    if (st) {
+        MPI_Comm_free(&local);
+        return st;
+    }
     m->two_level = agg[0] == -agg[1]; /* same number of ranks on every host */
     m->nhosts = agg[2];
 
@@ -423,15 +497,17 @@ tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err) {
     int fd = -1;
     st = l ? TPAR_OK : tpar_err_set(err, TPAR_ERR_NOMEM, "hier: out of memory");
     if (!st) {
-        MPI_Allgather(&c->world_rank, 1, MPI_INT, l->world_ranks, 1, MPI_INT, local);
         l->backend = l->cfg.backend = TPAR_BACKEND_SHM;
         l->timeout_s = l->cfg.timeout_s = c->timeout_s;
         l->cfg.progress_thread = 0; /* the hier communicator's own queue drives it */
         l->world_rank = c->world_rank;
         l->wstate = comm_world_ref(c->wstate);
-        m->local = l;
-        st = share_arena(local, ls, &fd, err);
+        m->local = l; /* freed with c, whatever happens below */
+        st = MPI_Iallgather(&c->world_rank, 1, MPI_INT, l->world_ranks, 1, MPI_INT, local, &req) != MPI_SUCCESS
+                 ? tpar_err_set(err, TPAR_ERR_SYS, "hier: MPI_Iallgather failed")
+                 : setup_done(c, &req, c->timeout_s, "the host's world ranks", err);
     }
+    if (!st) st = share_arena(c, local, ls, &fd, err);
     if (!st) st = shm_attach_fd(l, fd, err);
     MPI_Comm_free(&local);
     return st;
