@@ -46,7 +46,7 @@ print("chaos: seed %d, %d trials (rerun with TPAR_CHAOS_SEED=%d TPAR_CHAOS_TRIAL
       flush=True)
 rng = random.Random(seed)
 
-ENV = dict(os.environ, TPAR_COMM_TIMEOUT="2", TPAR_LAUNCH_GRACE="1")
+ENV = dict(os.environ, TPAR_COMM_TIMEOUT="3", TPAR_LAUNCH_GRACE="1")
 ENV.pop("TPAR_FAULT", None)
 
 
@@ -134,6 +134,11 @@ def trial(i, mpi):
                 check(False, "%s: the job did not end within %d s after %s" % (name, RUN_LIMIT_S, hit))
         text = open(out_path).read()
         print("%s: struck %s; exit %d" % (name, hit, rc), flush=True)
+        if hit.startswith("nothing") and rc != 0:
+            # Not a failure of the test: on a loaded machine a rank can miss the short deadline
+            # by itself (the deadline doing its job); what follows must still hold.
+            errs = [l for l in text.splitlines() if "error:" in l]
+            print("%s: note: failed without a strike (exit %d): %s" % (name, rc, errs[:2]), flush=True)
         if mpi:
             left = wait_gone(tag)
             check(not left, "%s: no process left after the failed job: %s" % (name, left), text)
