@@ -566,6 +566,14 @@ tpar_status hier_exec(tpar_comm_t *c, const coll_t *k) {
 
 void mpi_free(tpar_comm_t *c) {
     mpi_comm_t *m = c->mpi;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    /* MPI_Finalize waits for every rank with no deadline: first meet them all within it (a rank
+     * stopped after the others finished would otherwise keep them there forever). */
+    if (m && c->owns_mpi_init && !finalized && !c->poisoned && !comm_world_failed(c)) {
+        tpar_err_t ferr;
+        if (fence(c, m->comm, c->timeout_s, "finalize", &ferr)) comm_fail(c, TPAR_ERR_TIMEOUT, "%s", ferr.msg);
+    }
     if (m) {
         tpar_comm_free(m->local);
         if (m->cross != MPI_COMM_NULL) MPI_Comm_free(&m->cross);
@@ -575,8 +583,6 @@ void mpi_free(tpar_comm_t *c) {
     }
     /* After a failure a peer may never reach MPI_Finalize; do not wait for it: the program
      * reports its error, then tpar_comm_abort_unfinished ends the job. */
-    int finalized = 0;
-    MPI_Finalized(&finalized);
     if (c->owns_mpi_init && !finalized && !c->poisoned && !comm_world_failed(c)) MPI_Finalize();
 }
 

@@ -14,6 +14,10 @@
  *             stopped, find the world failed too (its next call fails at once), free everything
  *             without waiting for rank 1 and end through tpar_comm_abort_unfinished (under
  *             mpirun: MPI_Abort, which ends the stopped rank too; alone: exit 3).
+ *   stopend FILE  rank 1 writes its pid to FILE and stops itself after the last collective, before
+ *             freeing its communicators; the others finish their work, and freeing the world
+ *             must not wait in MPI_Finalize for the stopped rank: under mpirun the job ends
+ *             through tpar_comm_abort_unfinished (MPI_Abort); elsewhere they exit 0.
  * `kill` and `hang` are driven by test_fail.sh, which checks the messages, the launcher's
  * report and that no shared-memory entry is left behind; `stop` by test_stop.sh. */
 #define _GNU_SOURCE
@@ -162,6 +166,21 @@ static int mode_stop(const char *pidfile) {
     }
 }
 
+static int mode_stopend(const char *pidfile) {
+    if (N < 2) check_skip("needs at least 2 ranks");
+    MUST(C, tpar_comm_barrier(C));
+    if (R == 1) {
+        FILE *f = fopen(pidfile, "w");
+        if (!f) return 1;
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+        raise(SIGSTOP); /* before freeing anything; the launcher ends it */
+    }
+    tpar_comm_free(C); /* must not wait for the stopped rank */
+    fprintf(stderr, "[rank %d] freed\n", R);
+    return tpar_comm_abort_unfinished(0);
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     C = test_init();
@@ -169,10 +188,11 @@ int main(int argc, char **argv) {
     N = tpar_comm_size(C);
     if (!strcmp(mode, "kill") || !strcmp(mode, "hang")) return mode_fatal(mode[0] == 'h');
     if (!strcmp(mode, "stop") && argc > 2) return mode_stop(argv[2]);
+    if (!strcmp(mode, "stopend") && argc > 2) return mode_stopend(argv[2]);
     if (!strcmp(mode, "args")) mode_args();
     else if (!strcmp(mode, "mismatch")) mode_mismatch();
     else {
-        fprintf(stderr, "usage: test_fail args|mismatch|kill|hang|stop PIDFILE\n");
+        fprintf(stderr, "usage: test_fail args|mismatch|kill|hang|stop PIDFILE|stopend PIDFILE\n");
         return 2;
     }
     tpar_comm_free(C);
