@@ -11,8 +11,8 @@ then draws, from the seed:
             alternate when MPIEXEC is given);
   target    a random rank; under MPIEXEC also mpiexec itself (kill -9 only);
   signal    SIGKILL or SIGSTOP;
-  moment    a random time into the run, or the moment a checkpoint is being written (a
-            step_N.tmp directory exists).
+  moment    a random time after the first step, or while the k-th of the run's 4 checkpoints
+            is being written (k random; a step_N.tmp directory exists).
 Under `tpar launch` the supervisor must restart and the run end with exit 0. Under MPIEXEC the
 job must end on its own (MPI_Abort for a stopped rank, Open MPI's own abort for a killed one),
 and `tpar train --resume` under MPIEXEC then finishes it. Either way, after each trial:
@@ -84,10 +84,11 @@ def started(out_path):
 
 
 def strike(p, out_path, save_dir, tag, var, target, sig, moment, delay):
-    """Waits for the moment (delay seconds after the first step line, or the first moment a
+    """Waits for the moment (delay seconds after the first step line, or while the moment-th
     checkpoint is being written), then signals the target; returns what was hit."""
     t0 = time.monotonic()
     t_first = None
+    seen = set()  # checkpoints seen being written; moment "save k" strikes in the k-th
     while p.poll() is None and time.monotonic() - t0 < RUN_LIMIT_S:
         if t_first is None and started(out_path):
             t_first = time.monotonic()
@@ -95,7 +96,9 @@ def strike(p, out_path, save_dir, tag, var, target, sig, moment, delay):
         if moment == "time":
             ready = t_first is not None and time.monotonic() - t_first >= delay
         else:
-            ready = bool(tmp_dirs(save_dir))
+            now = tmp_dirs(save_dir)
+            seen.update(now)
+            ready = bool(now) and len(seen) >= moment
         ready = ready and len(pids) == 2
         if ready:
             pid = p.pid if target == "launcher" else pids.get(target)
@@ -105,7 +108,7 @@ def strike(p, out_path, save_dir, tag, var, target, sig, moment, delay):
                 return "nothing (the target had exited)"
             saving = " during the save of %s" % tmp_dirs(save_dir) if tmp_dirs(save_dir) else ""
             return "%s pid %d with signal %d at %.2f s%s" % (target, pid, sig, time.monotonic() - t0, saving)
-        time.sleep(0.001 if moment == "save" else 0.01)
+        time.sleep(0.01 if moment == "time" else 0.001)
     return "nothing (the run ended first)"
 
 
@@ -115,8 +118,8 @@ def trial(i, mpi):
     save_dir, metrics = os.path.join(tag, "ck"), os.path.join(tag, "m.jsonl")
     target = rng.choice([0, 1, "launcher"] if mpi else [0, 1])
     sig = 9 if target == "launcher" else rng.choice([9, 19])  # SIGKILL, SIGSTOP
-    moment = rng.choice(["time", "save"])
-    delay = rng.uniform(0.0, 0.8) * ref_dt
+    moment = rng.choice(["time", rng.randint(1, 4)])  # a time, or the k-th of the 4 saves
+    delay = rng.uniform(0.0, 0.6) * ref_dt
     args = train_args(DATA, save_dir, metrics)
     cmd = mpi_cmd(args) if mpi else [TPAR] + args + ["--max-restarts", "3"]
     out_path = os.path.join(tag, "out.txt")
