@@ -14,13 +14,14 @@ grace before SIGTERM, then before SIGKILL).
              from step 4 (step 4 was not rotated away before 6 was complete) with the same result;
              keep 2 leaves step 6 and 8 and no temporary directory.
   stop       rank 1 SIGSTOPs itself at step 6 (alive but frozen): rank 0 fails at the deadline
-             naming rank 1, the launcher ends the frozen rank, the job restarts and finishes
-             bit-identically.
+             naming rank 1, the launcher ends the frozen rank, the supervisor names rank 1 (not
+             rank 0, whose timeout only echoes it), the job restarts and finishes bit-identically.
   corrupt    a flipped byte in the newest checkpoint (the reference's step 8): --resume warns, takes
              step 6, trains steps 7 and 8 and still ends bit-identically (crc32 check on load).
   exhausted  rank 1 spins forever before its 40th communication call in every attempt (the
              collective-sequence form): after --max-restarts 1 the job exits non-zero with the
-             reason; no process of the job is left, no new entry in /dev/shm.
+             reason naming rank 1; no process of the job is left, no new entry in /dev/shm.
+Helpers shared with test_chaos.py are in faultlib.py.
 
 Timing bounds (the machine may be heavily loaded; the bounds are generous on purpose): every run
 must end within RUN_LIMIT_S (else the test fails on subprocess's timeout). A stalled rank is caught
