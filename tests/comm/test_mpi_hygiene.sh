@@ -37,7 +37,7 @@ fi
 
 if [ -n "$mpiexec" ] && command -v ss >/dev/null 2>&1; then
     out=$(mktemp)
-    timeout -k 5 120 "$tpar" bench comm -n 2 --backend mpi --min-bytes 67108864 --max-bytes 268435456 >"$out" 2>&1 &
+    timeout -k 5 120 "$tpar" bench comm -n 2 --backend mpi --min-bytes 16777216 --max-bytes 67108864 >"$out" 2>&1 &
     job=$!
     i=0 # until the ranks are past MPI_Init (the table's header is printed after it)
     while ! grep -q "bytes" "$out" && kill -0 $job 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
