@@ -61,8 +61,8 @@ test-ubsan:
 
 # ThreadSanitizer over the comm and parallel tests: tpar's own threads (the progress worker of
 # non-blocking calls, the shm futex waits, Open MPI's progress under MPI_THREAD_MULTIPLE).
-# Not part of `make test`: about 5 minutes on 2 cores, and shm collectives spin-wait, which
-# TSan slows 10-50x, so the largest rank counts (label notsan) are left out.
+# Not part of `make test`: about 5 minutes on 2 cores, build included. Shm collectives
+# spin-wait, which TSan slows 10-50x, so the largest rank counts (label notsan) are left out.
 # tests/tsan.supp: lock-order reports about Open MPI's own TCP transport (see the file).
 # OMP_NUM_THREADS=1: libgomp is not built with TSan, so its barriers are invisible to it and any
 # `omp parallel` region (kernels, oneDNN) would report false races; these tests are about tpar's
