@@ -18,6 +18,9 @@
  *             freeing its communicators; the others finish their work, and freeing the world
  *             must not wait in MPI_Finalize for the stopped rank: under mpirun the job ends
  *             through tpar_comm_abort_unfinished (MPI_Abort); elsewhere they exit 0.
+ *   stopsplit FILE  rank 1 writes its pid to FILE and stops itself before a split (communicator
+ *             set-up, where MPI's constructors have no deadline of their own): the others must
+ *             fail the split with a timeout and end as in `stop`.
  * `kill` and `hang` are driven by test_fail.sh, which checks the messages, the launcher's
  * report and that no shared-memory entry is left behind; `stop` by test_stop.sh. */
 #define _GNU_SOURCE
@@ -166,6 +169,25 @@ static int mode_stop(const char *pidfile) {
     }
 }
 
+static int mode_stopsplit(const char *pidfile) {
+    if (N < 2) check_skip("needs at least 2 ranks");
+    MUST(C, tpar_comm_barrier(C));
+    if (R == 1) {
+        FILE *f = fopen(pidfile, "w");
+        if (!f) return 1;
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+        raise(SIGSTOP);
+    }
+    tpar_comm_t *g = NULL;
+    tpar_status st = tpar_comm_split(C, 0, R, &g);
+    fprintf(stderr, "[rank %d] split: %s: %s\n", R, tpar_status_str(st), tpar_comm_error(C));
+    tpar_comm_free(g);
+    tpar_comm_free(C); /* must not wait for the stopped rank */
+    fprintf(stderr, "[rank %d] freed\n", R);
+    return tpar_comm_abort_unfinished(st ? 3 : 0);
+}
+
 static int mode_stopend(const char *pidfile) {
     if (N < 2) check_skip("needs at least 2 ranks");
     MUST(C, tpar_comm_barrier(C));
@@ -189,10 +211,11 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "kill") || !strcmp(mode, "hang")) return mode_fatal(mode[0] == 'h');
     if (!strcmp(mode, "stop") && argc > 2) return mode_stop(argv[2]);
     if (!strcmp(mode, "stopend") && argc > 2) return mode_stopend(argv[2]);
+    if (!strcmp(mode, "stopsplit") && argc > 2) return mode_stopsplit(argv[2]);
     if (!strcmp(mode, "args")) mode_args();
     else if (!strcmp(mode, "mismatch")) mode_mismatch();
     else {
-        fprintf(stderr, "usage: test_fail args|mismatch|kill|hang|stop PIDFILE|stopend PIDFILE\n");
+        fprintf(stderr, "usage: test_fail args|mismatch|kill|hang|stop|stopend|stopsplit PIDFILE\n");
         return 2;
     }
     tpar_comm_free(C);

@@ -67,29 +67,34 @@ if [ -n "$mpiexec" ]; then
             echo "FAIL: mpiexec, TPAR_COMM=$b: not ended through MPI_Abort (status $rc)"
         fi
     done
-    # Stopped after the last collective, while the others finalize: MPI_Finalize has no
-    # deadline, so tpar meets the ranks in a bounded barrier first, then aborts.
+    # Stopped after the last collective, while the others finalize (MPI_Finalize has no
+    # deadline, so tpar meets the ranks in a bounded barrier first, then aborts); and stopped
+    # before a split (MPI's communicator constructors have none either: a bounded barrier first).
     for b in mpi hier; do
+      for m in stopend stopsplit; do
         rm -f "$pidfile"
         TPAR_COMM_TIMEOUT=2 timeout -k 5 60 "$mpiexec" --allow-run-as-root --oversubscribe -np 2 -x TPAR_COMM=$b \
-            "$prog" stopend "$pidfile" >"$out" 2>&1
+            "$prog" $m "$pidfile" >"$out" 2>&1
         rc=$?
         checks=$((checks + 1))
         if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ "$rc" -eq 0 ]; then
             failed=$((failed + 1))
-            echo "FAIL: stopped at the end, TPAR_COMM=$b: exit status $rc (124/137: hung in MPI_Finalize)"
+            echo "FAIL: $m, TPAR_COMM=$b: exit status $rc (124/137: hung inside MPI)"
             sed 's/^/    /' "$out"
         fi
-        check "stopped at the end, TPAR_COMM=$b: rank 0 freed" "^\[rank 0\] freed"
+        check "$m, TPAR_COMM=$b: rank 0 freed" "^\[rank 0\] freed"
+        [ $m = stopsplit ] && check "$m, TPAR_COMM=$b: the split times out naming the stopped rank" \
+            "^\[rank 0\] split: timeout: .*timed out after 2 s waiting for rank 1 \(world rank 1, pid [0-9]+\), which is stopped"
         p=$(cat "$pidfile" 2>/dev/null)
         i=0
         while [ -n "$p" ] && pid_alive "$p" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
         checks=$((checks + 1))
         if [ -z "$p" ] || pid_alive "$p"; then
             failed=$((failed + 1))
-            echo "FAIL: stopped at the end, TPAR_COMM=$b: the stopped rank (pid '$p') outlived the job"
+            echo "FAIL: $m, TPAR_COMM=$b: the stopped rank (pid '$p') outlived the job"
             [ -n "$p" ] && { kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; }
         fi
+      done
     done
 else
     echo "skipped: the mpiexec cases (no MPI in this build)"
