@@ -86,8 +86,18 @@ tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpa
  * (key, rank in comm). Collective over comm. TP, DP and PP groups are built from it. */
 tpar_status tpar_comm_split(tpar_comm_t *comm, int color, int key, tpar_comm_t **out);
 
-/* Releases a communicator (sub-groups before their parent). NULL is allowed. */
+/* Releases a communicator (sub-groups before their parent). NULL is allowed. A timeout, a dead
+ * peer or a system error on any communicator marks the whole world failed (every later call of
+ * this rank's communicators fails at once); freeing such a world does not call MPI_Finalize,
+ * which would wait forever for the failed peer: see tpar_comm_abort_unfinished. */
 void tpar_comm_free(tpar_comm_t *comm);
+
+/* The last call of a program that may run under mpirun, after it reported its error: when MPI
+ * is initialised and was not finalized (a failed world was freed, or a world was never freed),
+ * calls MPI_Abort(MPI_COMM_WORLD, status ? status : 1), which does not return: the MPI launcher
+ * then ends every rank, also a stopped or stalled one (exiting without it would leave the
+ * launcher waiting). Otherwise (no MPI, or MPI finalized) returns status. */
+int tpar_comm_abort_unfinished(int status);
 
 /* ---- memory every rank of the host can read (like NCCL's registered buffers) ------------
  * Zeroed, page-aligned memory from the job's shared arena. A large all-reduce whose buffers

@@ -24,10 +24,18 @@ int tpar_cmd_launch(int argc, char **argv);
 int tpar_cmd_plan(int argc, char **argv);
 int tpar_cmd_info(int argc, char **argv);
 int tpar_cmd_report(int argc, char **argv);
+/* How one rank of an attempt ended. */
+typedef struct {
+    int pid, wstatus;
+    int order;       /* 1, 2, ...: the order in which ranks failed; 0: exited 0 (or never started) */
+    int by_launcher; /* it ended after the launcher's SIGTERM/SIGKILL (a consequence, not a cause) */
+} tpar_launch_rank_t;
 /* One run of `tpar launch`: n ranks of prog; returns the exit status. fail (may be NULL) gets
- * the first rank that failed (rank -1: none) and a signal (SIGINT/SIGTERM) the launcher got. */
+ * the first rank that failed (rank -1: none) and a signal (SIGINT/SIGTERM) the launcher got;
+ * when fail->ranks is not NULL (n entries, caller-owned) how every rank ended. */
 typedef struct {
     int rank, pid, wstatus, signal;
+    tpar_launch_rank_t *ranks;
 } tpar_launch_fail_t;
 int tpar_launch_job(int n, char **prog, double grace, tpar_launch_fail_t *fail);
 /* Runs the job again after a failure, up to max_restarts times (supervise.c). */
@@ -60,6 +68,20 @@ tpar_progress_t tpar_cli_progress(tpar_cli_progress_t *p);
 
 /* Print "tpar CMD: error: <message>" to stderr. */
 void tpar_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints one line to stderr with a single write(2) of the formatted buffer (a newline is added
+ * if missing; up to 4 KiB, PIPE_BUF, so a pipe never splits it): lines from several ranks
+ * sharing one stderr never interleave. */
+void tpar_cli_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Removes the Open MPI shared-memory segments (/dev/shm/vader_segment.*) that a dead job left
+ * (kill -9 of mpirun): only files of this user, unchanged for 2 s, that no live process maps or
+ * holds open (from /proc/PID/maps and /proc/PID/fd). Prints one line when it removed some;
+ * returns how many. Called once per run by the process that starts the ranks. */
+int tpar_cli_sweep_stale_shm(void);
+
+/* This process's world rank as its launcher set it (TPAR_RANK, or mpirun's / srun's variable),
+ * for error lines; "0" when alone. */
+const char *tpar_cli_rank_name(void);
 
 /* Sets this rank's compute: its share of the host's cores (tpar_kernels_rank_threads) for
  * OpenMP and OpenBLAS, and the GEMM provider (TPAR_GEMM checked). *threads gets the count. */

@@ -140,7 +140,10 @@ int tpar_cmd_launch(int argc, char **argv) {
 
 int tpar_launch_job(int n, char **prog, double grace, tpar_launch_fail_t *fail) {
     tpar_err_t err;
-    if (fail) *fail = (tpar_launch_fail_t){.rank = -1};
+    tpar_launch_rank_t *out = fail ? fail->ranks : NULL;
+    if (fail) *fail = (tpar_launch_fail_t){.rank = -1, .ranks = out};
+    if (out) memset(out, 0, (size_t)n * sizeof *out);
+    int order = 0;
     tpar_comm_job_t *job;
     if (tpar_comm_job_create((int)n, &job, &err) != TPAR_OK) {
         tpar_cli_error("launch", "%s", err.msg);
@@ -206,7 +209,9 @@ int tpar_launch_job(int n, char **prog, double grace, tpar_launch_fail_t *fail) 
             if (i == n || !ranks[i].alive) continue;
             ranks[i].alive = 0;
             alive--;
+            if (out) out[i] = (tpar_launch_rank_t){(int)p, ws, 0, phase >= 2};
             if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) continue;
+            if (out) out[i].order = ++order;
             report(i, p, ws);
             tpar_comm_job_mark_dead(job, i);
             if (!failed) {

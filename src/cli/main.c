@@ -1,6 +1,7 @@
 /* tpar: the command-line front door. Dispatches `tpar <command> ...` to a subcommand. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -45,7 +46,14 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N_COMMANDS; i++) {
         if (!strcmp(cmd, commands[i].name)) {
             optind = 1;
-            return commands[i].run(argc - 1, argv + 1);
+            // What a dead MPI job left in /dev/shm goes now: swept by the process that starts
+            // the ranks, or by local rank 0 under a user's own mpirun (util.c, docs/FAULTS.md).
+            const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+            if (!getenv("TPAR_RANK") && (!lr || !strcmp(lr, "0"))) tpar_cli_sweep_stale_shm();
+            int rc = commands[i].run(argc - 1, argv + 1);
+            // Under mpirun, a failed job is left unfinalized (a stopped peer would never get
+            // there): end it with MPI_Abort now that the error is printed.
+            return tpar_comm_abort_unfinished(rc);
         }
     }
     if (cmd[0] == '-')

@@ -31,13 +31,58 @@ static void how(int ws, char *buf, size_t n) {
         snprintf(buf, n, "ended (wait status %d)", ws);
 }
 
+/* A rank's error that is only the echo of another rank's failure (a secondary failure): a
+ * peer that died or did not answer, another rank that failed a save, another communicator of
+ * the rank that failed first. These are the phrases the comm layer and the trainer use for
+ * them (docs/FAULTS.md). *named gets the world rank the message blames (-1: none). */
+static int secondary(const char *e, int *named) {
+    *named = -1;
+    const char *p = strstr(e, "waiting for rank ");
+    if (!p) p = strstr(e, "died before taking part") ? strstr(e, ": rank ") : NULL;
+    const char *w = p ? strstr(p, "(world rank ") : NULL;
+    if (w) *named = atoi(w + strlen("(world rank "));
+    return p || strstr(e, "another rank failed") || strstr(e, "another communicator of this rank failed") ||
+           strstr(e, "timed out after") || strstr(e, "died before taking part");
+}
+
+/* The rank with the root cause: of the ranks that failed on their own (an error that is not
+ * secondary, a signal the launcher did not send, a non-zero exit without a message), the first
+ * to fail; else the rank that the others' timeouts name (a stalled rank, ended by the
+ * launcher); else the first rank that failed. *stalled_by gets the rank whose timeout named it. */
+static int primary_rank(const tpar_fault_board_t *b, int n, const tpar_launch_fail_t *f, int *stalled_by) {
+    int best = -1, best_order = 0, blamed = -1;
+    *stalled_by = -1;
+    for (int r = 0; f->ranks && r < n; r++) {
+        const tpar_launch_rank_t *x = &f->ranks[r];
+        if (!x->order) continue;
+        tpar_fault_slot_t o;
+        tpar_fault_board_read(b, r, &o);
+        int named = -1;
+        int echo = o.error[0] && secondary(o.error, &named);
+        if (echo && named >= 0 && named < n && named != r && (blamed < 0 || x->order < f->ranks[blamed].order))
+            blamed = r, *stalled_by = named;
+        int own = !x->by_launcher && !echo;
+        if (own && (best < 0 || x->order < best_order)) best = r, best_order = x->order;
+    }
+    if (best >= 0) {
+        *stalled_by = -1;
+        return best;
+    }
+    if (blamed >= 0) {
+        int named = *stalled_by;
+        *stalled_by = blamed;
+        return named;
+    }
+    return f->rank;
+}
+
 /* Prints the failure of one attempt; returns the last step that some rank completed (-1:
- * unknown) and
- * sets *reason to a one-line summary for the next attempt (TPAR_RESTART_REASON). */
+ * unknown) and sets *reason to a one-line summary for the next attempt (TPAR_RESTART_REASON). */
 static long long report(const tpar_fault_board_t *b, int n, int attempt, const tpar_launch_fail_t *f, char *reason,
                         size_t cap) {
+    int by = -1, p = primary_rank(b, n, f, &by);
     tpar_fault_slot_t s;
-    tpar_fault_board_read(b, f->rank, &s);
+    tpar_fault_board_read(b, p, &s);
     long long done = -1;
     for (int r = 0; r < n; r++) {
         tpar_fault_slot_t o;
@@ -45,20 +90,32 @@ static long long report(const tpar_fault_board_t *b, int n, int attempt, const t
         long long d = o.step < 0 ? -1 : o.saving ? o.step : o.step - 1; // a step being saved is complete
         if (d > done) done = d;
     }
-    char h[96], where[96] = "";
-    how(f->wstatus, h, sizeof h);
+    char h[96], where[96] = "", after[200] = "";
+    if (by >= 0) {
+        snprintf(h, sizeof h, "did not answer");
+        char ended[96] = "";
+        if (f->ranks && f->ranks[p].order) how(f->ranks[p].wstatus, ended, sizeof ended);
+        snprintf(after, sizeof after, "; rank %d timed out waiting for it%s%s%s", by,
+                 ended[0] ? ", then the launcher ended it (" : "", ended, ended[0] ? ")" : "");
+    } else {
+        how(f->ranks && p != f->rank ? f->ranks[p].wstatus : f->wstatus, h, sizeof h);
+    }
     if (s.step >= 0) snprintf(where, sizeof where, " %s step %lld", s.saving ? "while saving the checkpoint of" : "at", s.step);
-    snprintf(reason, cap, "rank %d %s%s%s%s", f->rank, h, where, s.coll[0] ? ", last communication call: " : "", s.coll);
-    fprintf(stderr, "tpar launch: attempt %d failed: %s\n", attempt + 1, reason);
+    snprintf(reason, cap, "rank %d %s%s%s%s%s", p, h, where, s.coll[0] ? ", last communication call: " : "", s.coll,
+             after);
+    tpar_cli_line("tpar launch: attempt %d failed: %s", attempt + 1, reason);
+    if (p != f->rank && f->rank >= 0)
+        tpar_cli_line("tpar launch:   (rank %d was the first to end, a consequence of rank %d's failure)", f->rank,
+                      p);
     // Where every rank was (a stalled rank shows an older last call than the others); the
     // error each reported. Beyond 16 ranks only those that reported one.
     for (int r = 0; r < n; r++) {
         tpar_fault_slot_t o;
         tpar_fault_board_read(b, r, &o);
         if (n <= 16 && o.step >= 0)
-            fprintf(stderr, "tpar launch:   rank %d was %s step %lld, last call: %s\n", r, o.saving ? "saving" : "at",
-                    o.step, o.coll[0] ? o.coll : "none");
-        if (o.error[0]) fprintf(stderr, "tpar launch:   rank %d reported: %s\n", r, o.error);
+            tpar_cli_line("tpar launch:   rank %d was %s step %lld, last call: %s", r, o.saving ? "saving" : "at",
+                          o.step, o.coll[0] ? o.coll : "none");
+        if (o.error[0]) tpar_cli_line("tpar launch:   rank %d reported: %s", r, o.error);
     }
     return done;
 }
@@ -71,12 +128,18 @@ int tpar_launch_supervise(int n, char **prog, double grace, int max_restarts) {
         return TPAR_EXIT_USAGE;
     }
     set_env_ll("TPAR_FAULT_BOARD_FD", tpar_fault_board_fd(board));
+    tpar_launch_rank_t *ranks = calloc((size_t)n, sizeof *ranks);
+    if (!ranks) {
+        tpar_fault_board_free(board);
+        tpar_cli_error("launch", "out of memory");
+        return TPAR_EXIT_FAIL;
+    }
     long long lost = 0, last_done = -1;
     int rc = 0;
     for (int attempt = 0;; attempt++) {
         set_env_ll("TPAR_RESTART_COUNT", attempt);
         tpar_fault_board_clear(board);
-        tpar_launch_fail_t f;
+        tpar_launch_fail_t f = {.ranks = ranks};
         rc = tpar_launch_job(n, prog, grace, &f);
         if (attempt > 0) { // steps completed before the failure that this attempt had to run again
             tpar_fault_slot_t s0;
@@ -106,6 +169,7 @@ int tpar_launch_supervise(int n, char **prog, double grace, int max_restarts) {
         setenv("TPAR_RESTART_REASON", reason, 1);
         fflush(NULL);
     }
+    free(ranks);
     tpar_fault_board_free(board);
     return rc;
 }

@@ -185,9 +185,8 @@ int tpar_cmd_train(int argc, char **argv) {
         return tpar_cli_launch_self(cmd, c.tp * c.dp, TPAR_BACKEND_SHM, NULL, restarts < 0 ? 0 : (int)restarts,
                                     argc, argv);
     }
-    const char *r = getenv("TPAR_RANK");
-    if (!r) r = getenv("OMPI_COMM_WORLD_RANK");
-    int r0 = !r || !strcmp(r, "0");
+    const char *r = tpar_cli_rank_name(); // under mpirun too
+    int r0 = !strcmp(r, "0");
     // Rank 0 records the command line and draws the progress of long work (checkpoints).
     char *line = command_line(argc, argv);
     c.command = line;
@@ -198,7 +197,7 @@ int tpar_cmd_train(int argc, char **argv) {
     free(line);
     if (fail) {
         tpar_fault_note_error(err.msg); // for the supervisor's report
-        if (!res.config_error && !res.same_error) tpar_cli_error(cmd, "rank %s: %s", r ? r : "0", err.msg);
+        if (!res.config_error && !res.same_error) tpar_cli_error(cmd, "rank %s: %s", r, err.msg);
         else if (r0) tpar_cli_error(cmd, "%s", err.msg);
         return res.config_error ? TPAR_EXIT_USAGE : TPAR_EXIT_FAIL;
     }

@@ -2,10 +2,13 @@
  * calls and its progress (worker thread or inside test/wait), accounting, and dispatch to
  * the backend. Backends only ever see validated calls, one at a time, in issue order. */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "tpar/fault.h"
@@ -18,12 +21,69 @@ const char *coll_name(coll_kind k) {
     return (unsigned)k < COLL_KIND_END ? names[k] : "?";
 }
 
+/* ---- the world's shared state ------------------------------------------------------------ */
+
+comm_world_t *comm_world_new(void) {
+    comm_world_t *w = calloc(1, sizeof *w);
+    if (w) atomic_init(&w->refs, 1);
+    return w;
+}
+
+comm_world_t *comm_world_ref(comm_world_t *w) {
+    if (w) atomic_fetch_add(&w->refs, 1);
+    return w;
+}
+
+void comm_world_unref(comm_world_t *w) {
+    if (!w || atomic_fetch_sub(&w->refs, 1) != 1) return;
+    free(w->pids);
+    free(w->hosts);
+    free(w);
+}
+
+int comm_world_failed(const tpar_comm_t *c) { return c->wstate && atomic_load(&c->wstate->failed) != 0; }
+
+/* The first failure that can leave peers waiting marks the world (see comm_world_t). */
+static void world_mark_failed(tpar_comm_t *c, tpar_status code) {
+    comm_world_t *w = c->wstate;
+    int zero = 0;
+    if (!w || code == TPAR_ERR_MISMATCH || !atomic_compare_exchange_strong(&w->failed, &zero, 1)) return;
+    snprintf(w->msg, sizeof w->msg, "%s", c->err);
+    w->code = code;
+    atomic_store(&w->failed, 2);
+}
+
+void comm_pid_state(int pid, char *buf, size_t n) {
+    buf[0] = 0;
+    if (pid <= 0) return;
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) snprintf(buf, n, ", which no longer exists");
+        return;
+    }
+    ssize_t got = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    if (got <= 0) return;
+    stat[got] = 0;
+    const char *paren = strrchr(stat, ')'); /* "pid (comm) S ...": comm may hold spaces */
+    char state = paren && paren[1] == ' ' ? paren[2] : '?';
+    if (state == 'T' || state == 't')
+        snprintf(buf, n, ", which is stopped (SIGSTOP or a debugger)");
+    else if (state == 'Z' || state == 'X')
+        snprintf(buf, n, ", which has exited");
+}
+
 tpar_status comm_fail(tpar_comm_t *c, tpar_status code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->err, sizeof c->err, fmt, ap);
     va_end(ap);
-    if (code != TPAR_ERR_INVALID_ARG && c->poisoned == TPAR_OK) c->poisoned = code;
+    if (code != TPAR_ERR_INVALID_ARG && c->poisoned == TPAR_OK) {
+        c->poisoned = code;
+        world_mark_failed(c, code);
+    }
     return code;
 }
 
@@ -117,6 +177,11 @@ tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpa
     }
     tpar_comm_t *c = comm_new((int)rank, (int)size);
     if (!c) return tpar_err_set(err, TPAR_ERR_NOMEM, "tpar_comm_init: out of memory");
+    c->wstate = comm_world_new();
+    if (!c->wstate) {
+        tpar_comm_free(c);
+        return tpar_err_set(err, TPAR_ERR_NOMEM, "tpar_comm_init: out of memory");
+    }
     c->cfg = rc;
     c->backend = rc.backend;
     c->timeout_s = rc.timeout_s;
@@ -138,6 +203,9 @@ tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpa
 #endif
     }
     if (st) {
+        /* peers may be left waiting in set-up: no MPI_Finalize (see comm_world_t) */
+        if (st == TPAR_ERR_TIMEOUT || st == TPAR_ERR_PEER_DEAD || st == TPAR_ERR_SYS)
+            comm_fail(c, st, "%s", err ? err->msg : "communicator set-up failed");
         tpar_comm_free(c);
         return st;
     }
@@ -149,6 +217,14 @@ tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpa
 
 static tpar_status run_call(tpar_comm_t *c, const coll_t *k) {
     if (c->poisoned) return c->poisoned;
+    if (comm_world_failed(c)) { /* another communicator of this rank failed: peers will not come */
+        comm_world_t *w = c->wstate;
+        char what[160];
+        comm_describe_call(k, what, sizeof what);
+        return comm_fail(c, atomic_load(&w->failed) == 2 ? w->code : TPAR_ERR_PEER_DEAD,
+                         "%s: not started, another communicator of this rank failed first: %.300s", what,
+                         atomic_load(&w->failed) == 2 ? w->msg : "(message not yet written)");
+    }
     switch (c->backend) {
     case TPAR_BACKEND_SHM: return shm_exec(c, k);
 #ifdef TPAR_HAVE_MPI
@@ -281,6 +357,8 @@ static uint64_t hash_counts(const size_t *counts, int n) {
 void comm_describe_call(const coll_t *call, char *buf, size_t n) {
     if (!call) {
         snprintf(buf, n, "communicator set-up");
+    } else if (call->kind == COLL_BARRIER) {
+        snprintf(buf, n, "barrier #%llu", (unsigned long long)call->seq);
     } else if (call->kind == COLL_SEND || call->kind == COLL_RECV) {
         snprintf(buf, n, "%s (%s %d, tag %d, %zu x %s)", coll_name(call->kind),
                  call->kind == COLL_SEND ? "to" : "from", call->peer, call->tag, call->count,
@@ -577,6 +655,7 @@ tpar_status tpar_comm_split(tpar_comm_t *comm, int color, int key, tpar_comm_t *
         child->backend = comm->backend;
         child->timeout_s = comm->timeout_s;
         child->world_rank = comm->world_rank;
+        child->wstate = comm_world_ref(comm->wstate);
         for (int i = 0; i < m; i++) child->world_ranks[i] = comm->world_ranks[members[i]];
     }
     tpar_err_t err;
@@ -597,7 +676,12 @@ tpar_status tpar_comm_split(tpar_comm_t *comm, int color, int key, tpar_comm_t *
         }
     }
     /* The parent carries the message; it is poisoned only if its own traffic failed. */
-    if (st && err.msg[0]) snprintf(comm->err, sizeof comm->err, "split: %.400s", err.msg);
+    if (st && err.msg[0]) {
+        if (st == TPAR_ERR_TIMEOUT || st == TPAR_ERR_PEER_DEAD || st == TPAR_ERR_SYS)
+            comm_fail(comm, st, "split: %.400s", err.msg); /* peers may be left waiting: the world failed */
+        else
+            snprintf(comm->err, sizeof comm->err, "split: %.400s", err.msg);
+    }
     free(all);
     free(members);
     if (st) {
@@ -622,6 +706,7 @@ void tpar_comm_free(tpar_comm_t *comm) {
 #ifdef TPAR_HAVE_MPI
     mpi_free(comm);
 #endif
+    comm_world_unref(comm->wstate);
     pthread_mutex_destroy(&comm->mu);
     pthread_cond_destroy(&comm->cv);
     free(comm->world_ranks);
@@ -636,6 +721,10 @@ void *tpar_comm_mem_alloc(tpar_comm_t *comm, size_t bytes) {
 void tpar_comm_mem_free(tpar_comm_t *comm, void *p) {
     if (p && !(comm && comm->shm && shm_free_mem(comm->shm, p))) tpar_free(p);
 }
+
+#ifndef TPAR_HAVE_MPI
+int tpar_comm_abort_unfinished(int status) { return status; } /* no MPI: nothing can be unfinished */
+#endif
 
 int tpar_comm_rank(const tpar_comm_t *comm) { return comm ? comm->rank : -1; }
 int tpar_comm_size(const tpar_comm_t *comm) { return comm ? comm->size : 0; }

@@ -59,6 +59,31 @@ call_desc_t comm_call_desc(const coll_t *call);
  * fallback: decides spinning vs yielding and whether a progress thread has a spare core. */
 int comm_local_ranks(int fallback);
 
+/* What all communicators of one process's world share (the world and every communicator split
+ * from it, hier's host-local ones included; refcounted, so any may be freed last): whether the
+ * job failed, the first failure's message, and each world rank's pid and host (filled by the
+ * mpi backend, to name a silent rank). A job fails on a timeout, a dead peer or a system
+ * error: after one of those, peers may wait forever, so a world whose job failed is never
+ * finalized and later calls fail at once. A mismatch (seen by every rank alike) or a bad
+ * argument fails only its communicator. */
+typedef struct {
+    atomic_int refs;
+    atomic_int failed;        /* 0, 1 while msg is written, 2 with msg set */
+    char msg[TPAR_ERR_MSG_MAX];
+    tpar_status code;         /* of the first failure */
+    int nranks;               /* entries in pids/hosts (0: unknown) */
+    int32_t *pids;            /* by world rank */
+    uint64_t *hosts;          /* by world rank: hash of the host name */
+} comm_world_t;
+
+comm_world_t *comm_world_new(void);
+comm_world_t *comm_world_ref(comm_world_t *w);
+void comm_world_unref(comm_world_t *w);
+int comm_world_failed(const tpar_comm_t *c); /* this communicator's world failed */
+/* ", which is stopped (SIGSTOP or a debugger)", ", which no longer exists" or ", which has
+ * exited" when /proc says so of pid, else "" (alive and running, or on another host). */
+void comm_pid_state(int pid, char *buf, size_t n);
+
 typedef struct shm_comm shm_comm_t;
 typedef struct mpi_comm mpi_comm_t;
 
@@ -85,6 +110,7 @@ struct tpar_comm {
     shm_comm_t *shm;         /* shm, and hier within a host */
     mpi_comm_t *mpi;         /* mpi, and hier between hosts */
     int owns_mpi_init;       /* this (world) communicator called MPI_Init */
+    comm_world_t *wstate;    /* shared with the world and its other communicators */
 
     /* Non-blocking calls: a FIFO executed by the worker thread, or inside test/wait. */
     pthread_mutex_t mu;

@@ -60,6 +60,64 @@ static MPI_Datatype mpi_type(tpar_dtype dt) {
 
 static MPI_Op mpi_op(tpar_op op) { return op == TPAR_SUM ? MPI_SUM : op == TPAR_MAX ? MPI_MAX : MPI_MIN; }
 
+/* MPI cannot say which rank is missing from a collective; /proc can, for a peer on this host
+ * that is stopped or gone (pids and hosts all-gathered at start-up). Writes " waiting for rank 1
+ * (world rank 1, pid 4711), which is stopped (...)" naming each such member, or why it cannot. */
+static void name_silent(const tpar_comm_t *c, char *buf, size_t n) {
+    const comm_world_t *w = c->wstate;
+    size_t len = 0;
+    buf[0] = 0;
+    for (int q = 0; w && w->nranks && q < c->size && len + 1 < n; q++) {
+        int wr = c->world_ranks[q];
+        if (q == c->rank || wr < 0 || wr >= w->nranks || w->hosts[wr] != w->hosts[c->world_rank]) continue;
+        char state[96];
+        comm_pid_state(w->pids[wr], state, sizeof state);
+        if (state[0])
+            len += (size_t)snprintf(buf + len, n - len, "%s rank %d (world rank %d, pid %d)%s",
+                                    len ? " and" : " waiting for", q, wr, (int)w->pids[wr], state);
+    }
+    if (!buf[0])
+        snprintf(buf, n, "; a rank did not take part (MPI cannot say which, and no rank on this host is stopped "
+                         "or gone)");
+}
+
+/* Set-up traffic within the deadline too. MPI's communicator constructors (dup, split) have
+ * no form that can be bounded, so each is preceded by a fence: a non-blocking barrier completed
+ * within the deadline. A rank that stopped or died before a constructor then makes the others
+ * fail with TPAR_ERR_TIMEOUT instead of waiting inside MPI forever (a rank stopped inside
+ * MPI_Init itself is beyond reach: docs/FAULTS.md). c (may be NULL) names a stopped peer. */
+static tpar_status setup_done(const tpar_comm_t *c, MPI_Request *req, double timeout_s, const char *what,
+                              tpar_err_t *err) {
+    double t0 = tpar_now();
+    for (long i = 0;; i++) {
+        int flag = 0;
+        if (MPI_Test(req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return tpar_err_set(err, TPAR_ERR_SYS, "communicator set-up (MPI): %s failed", what);
+        if (flag) return TPAR_OK;
+        if ((i & 63) == 0 && tpar_now() - t0 > timeout_s) {
+            char who[320] = "; a rank did not take part (MPI cannot say which)";
+            if (c && c->wstate && c->wstate->nranks) name_silent(c, who, sizeof who);
+            return tpar_err_set(err, TPAR_ERR_TIMEOUT,
+                                "communicator set-up (MPI): %s: timed out after %g s%s (TPAR_COMM_TIMEOUT sets the "
+                                "deadline)",
+                                what, timeout_s, who);
+        }
+        if (i > 4096) {
+            struct timespec ts = {0, 50 * 1000};
+            nanosleep(&ts, NULL);
+        } else if (i > 256) {
+            sched_yield();
+        }
+    }
+}
+
+static tpar_status fence(const tpar_comm_t *c, MPI_Comm comm, double timeout_s, const char *what, tpar_err_t *err) {
+    MPI_Request req;
+    if (MPI_Ibarrier(comm, &req) != MPI_SUCCESS)
+        return tpar_err_set(err, TPAR_ERR_SYS, "communicator set-up (MPI): %s failed", what);
+    return setup_done(c, &req, timeout_s, what, err);
+}
+
 /* Completes req within the communicator's deadline; polls, then yields, then naps. */
 static tpar_status mpi_complete(tpar_comm_t *c, MPI_Request *req, MPI_Status *status, const coll_t *k) {
     double t0 = tpar_now();
@@ -69,12 +127,15 @@ static tpar_status mpi_complete(tpar_comm_t *c, MPI_Request *req, MPI_Status *st
         if (rc != MPI_SUCCESS) return mpi_err(c, rc, coll_name(k->kind));
         if (flag) return TPAR_OK;
         if (i < 256) continue;
-        if ((i & 63) == 0 && tpar_now() - t0 > c->timeout_s)
+        if ((i & 63) == 0 && tpar_now() - t0 > c->timeout_s) {
+            char what[160], who[320];
+            comm_describe_call(k, what, sizeof what);
+            name_silent(c, who, sizeof who);
             return comm_fail(c, TPAR_ERR_TIMEOUT,
-                             "%s #%llu (%zu x %s) on a %d-rank MPI communicator: timed out after %g s; a rank did "
-                             "not take part (MPI cannot say which; TPAR_COMM_TIMEOUT sets the deadline)",
-                             coll_name(k->kind), (unsigned long long)k->seq, k->count, tpar_dtype_name(k->dt),
-                             c->size, c->timeout_s);
+                             "%s on a %d-rank MPI communicator: timed out after %g s%s (TPAR_COMM_TIMEOUT sets the "
+                             "deadline)",
+                             what, c->size, c->timeout_s, who);
+        }
         if (i < 4096) {
             sched_yield();
         } else {
@@ -251,6 +312,38 @@ static tpar_status adopt(tpar_comm_t *c, MPI_Comm comm, tpar_err_t *err) {
     return TPAR_OK;
 }
 
+/* Every world rank's pid and host, for naming a silent rank after a timeout (name_silent). */
+static tpar_status share_identity(tpar_comm_t *c, tpar_err_t *err) {
+    comm_world_t *w = c->wstate;
+    if (!w) return TPAR_OK;
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the host name */
+    for (const char *p = host; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    int64_t mine[2] = {(int64_t)getpid(), (int64_t)h}, *all = malloc(2 * (size_t)c->size * sizeof *all);
+    w->pids = malloc((size_t)c->size * sizeof *w->pids);
+    w->hosts = malloc((size_t)c->size * sizeof *w->hosts);
+    if (!all || !w->pids || !w->hosts) {
+        free(all);
+        return tpar_err_set(err, TPAR_ERR_NOMEM, "mpi: out of memory");
+    }
+    MPI_Request req;
+    tpar_status st = MPI_Iallgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, c->mpi->comm, &req) != MPI_SUCCESS
+                         ? tpar_err_set(err, TPAR_ERR_SYS, "mpi: MPI_Iallgather of the ranks' pids failed")
+                         : setup_done(NULL, &req, c->timeout_s, "all-gather of the ranks' pids", err);
+    if (st) {
+        free(all);
+        return st;
+    }
+    for (int q = 0; q < c->size; q++) {
+        w->pids[q] = (int32_t)all[2 * q];
+        w->hosts[q] = (uint64_t)all[2 * q + 1];
+    }
+    w->nranks = c->size;
+    free(all);
+    return TPAR_OK;
+}
+
 tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err) {
     int inited = 0, provided = 0;
     MPI_Initialized(&inited);
@@ -264,6 +357,8 @@ tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err) {
     /* A worker thread needs MPI to accept calls from any thread. */
     if (provided < MPI_THREAD_MULTIPLE) c->cfg.progress_thread = 0;
     MPI_Comm dup;
+    tpar_status fst = fence(NULL, MPI_COMM_WORLD, c->timeout_s, "duplicating the world", err);
+    if (fst) return fst;
     if (MPI_Comm_dup(MPI_COMM_WORLD, &dup) != MPI_SUCCESS) return tpar_err_set(err, TPAR_ERR_SYS, "MPI_Comm_dup failed");
     MPI_Comm_rank(dup, &c->rank);
     MPI_Comm_size(dup, &c->size);
@@ -275,11 +370,15 @@ tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err) {
     c->world_ranks = wr;
     for (int i = 0; i < c->size; i++) wr[i] = i;
     c->world_rank = c->rank;
-    return adopt(c, dup, err);
+    tpar_status st = adopt(c, dup, err);
+    return st ? st : share_identity(c, err);
 }
 
 tpar_status mpi_split(tpar_comm_t *parent, tpar_comm_t *child, int color, int key) {
     MPI_Comm nc;
+    tpar_err_t ferr;
+    tpar_status fst = fence(parent, parent->mpi->comm, parent->timeout_s, "split", &ferr);
+    if (fst) return comm_fail(parent, fst, "%s", ferr.msg);
     int rc = MPI_Comm_split(parent->mpi->comm, color < 0 ? MPI_UNDEFINED : color, key, &nc);
     if (rc != MPI_SUCCESS) return mpi_err(parent, rc, "split");
     if (!child) return TPAR_OK;
@@ -291,7 +390,7 @@ tpar_status mpi_split(tpar_comm_t *parent, tpar_comm_t *child, int color, int ke
 
 /* The arena for the ranks of `comm` (all on one host): rank 0 makes it, the others open it
  * through /proc. Returns an fd this process owns. */
-static tpar_status share_arena(MPI_Comm comm, int nranks, int *fd_out, tpar_err_t *err) {
+static tpar_status share_arena(const tpar_comm_t *c, MPI_Comm comm, int nranks, int *fd_out, tpar_err_t *err) {
     int me;
     MPI_Comm_rank(comm, &me);
     int info[3] = {0, -1, 0}; /* ok, fd, pid */
@@ -304,7 +403,14 @@ static tpar_status share_arena(MPI_Comm comm, int nranks, int *fd_out, tpar_err_
         info[1] = fd;
         info[2] = (int)getpid();
     }
-    MPI_Bcast(info, 3, MPI_INT, 0, comm);
+    MPI_Request req;
+    tpar_status bst = MPI_Ibcast(info, 3, MPI_INT, 0, comm, &req) != MPI_SUCCESS
+                          ? tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: MPI_Ibcast failed")
+                          : setup_done(c, &req, c->timeout_s, "broadcast of the host's arena", err);
+    if (bst) {
+        if (fd >= 0) close(fd);
+        return bst;
+    }
     if (!info[0]) return tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: the local leader could not make the arena%s%s",
                                       me == 0 ? ": " : "", me == 0 ? lerr.msg : "");
     if (me != 0) {
@@ -314,7 +420,13 @@ static tpar_status share_arena(MPI_Comm comm, int nranks, int *fd_out, tpar_err_
     }
     int ok = fd >= 0, all_ok = 0;
     /* The leader's fd must stay open until everyone has opened it. */
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
+    tpar_status ast = MPI_Iallreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm, &req) != MPI_SUCCESS
+                          ? tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: MPI_Iallreduce failed")
+                          : setup_done(c, &req, c->timeout_s, "opening the host's arena", err);
+    if (ast) {
+        if (fd >= 0) close(fd);
+        return ast;
+    }
     if (!all_ok) {
         if (fd >= 0) close(fd);
         return tpar_err_set(err, TPAR_ERR_SYS,
@@ -327,18 +439,21 @@ static tpar_status share_arena(MPI_Comm comm, int nranks, int *fd_out, tpar_err_
 
 tpar_status mpi_bootstrap_shm(tpar_comm_t *c, tpar_err_t *err) {
     MPI_Comm local;
+    tpar_status st = fence(c, c->mpi->comm, c->timeout_s, "grouping the ranks by host", err);
+    if (st) return st;
     MPI_Comm_split_type(c->mpi->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local);
     int ls;
     MPI_Comm_size(local, &ls);
     int all_local = 0, mine = ls == c->size;
-    MPI_Allreduce(&mine, &all_local, 1, MPI_INT, MPI_MIN, c->mpi->comm);
-    tpar_status st;
+    MPI_Request req;
+    st = MPI_Iallreduce(&mine, &all_local, 1, MPI_INT, MPI_MIN, c->mpi->comm, &req) != MPI_SUCCESS
+             ? tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: MPI_Iallreduce failed")
+             : setup_done(c, &req, c->timeout_s, "grouping the ranks by host", err);
     int fd = -1;
-    if (!all_local)
+    if (!st && !all_local)
         st = tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                           "TPAR_COMM=shm needs every rank on one host; these ranks span hosts (use hier or mpi)");
-    else
-        st = share_arena(local, c->size, &fd, err);
+    if (!st) st = share_arena(c, local, c->size, &fd, err);
     MPI_Comm_free(&local);
     if (!st) st = shm_attach_fd(c, fd, err);
     return st;
@@ -350,6 +465,7 @@ tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err) {
     tpar_status st = tpar_env_int("TPAR_COMM_HIER_HOST_SIZE", 0, 0, 1 << 20, &host_size, err);
     if (st) return st;
     MPI_Comm local;
+    if ((st = fence(c, m->comm, c->timeout_s, "grouping the ranks by host", err))) return st;
     if (host_size > 0) /* pretend hosts: consecutive world ranks */
         MPI_Comm_split(m->comm, (int)(c->world_rank / host_size), c->rank, &local);
     else
@@ -357,12 +473,23 @@ tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err) {
     int lr, ls;
     MPI_Comm_rank(local, &lr);
     MPI_Comm_size(local, &ls);
+    if ((st = fence(c, m->comm, c->timeout_s, "grouping the ranks across hosts", err))) {
+        MPI_Comm_free(&local);
+        return st;
+    }
     MPI_Comm_split(m->comm, lr, c->rank, &m->cross);
     MPI_Comm_set_errhandler(m->cross, MPI_ERRORS_RETURN);
     int cs;
     MPI_Comm_size(m->cross, &cs);
     int mm[3] = {ls, -ls, cs}, agg[3];
-    MPI_Allreduce(mm, agg, 3, MPI_INT, MPI_MAX, m->comm);
+    MPI_Request req;
+    st = MPI_Iallreduce(mm, agg, 3, MPI_INT, MPI_MAX, m->comm, &req) != MPI_SUCCESS
+             ? tpar_err_set(err, TPAR_ERR_SYS, "hier: MPI_Iallreduce failed")
+             : setup_done(c, &req, c->timeout_s, "counting the hosts", err);
+    if (st) {
+        MPI_Comm_free(&local);
+        return st;
+    }
     m->two_level = agg[0] == -agg[1]; /* same number of ranks on every host */
     m->nhosts = agg[2];
 
@@ -370,14 +497,17 @@ tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err) {
     int fd = -1;
     st = l ? TPAR_OK : tpar_err_set(err, TPAR_ERR_NOMEM, "hier: out of memory");
     if (!st) {
-        MPI_Allgather(&c->world_rank, 1, MPI_INT, l->world_ranks, 1, MPI_INT, local);
         l->backend = l->cfg.backend = TPAR_BACKEND_SHM;
         l->timeout_s = l->cfg.timeout_s = c->timeout_s;
         l->cfg.progress_thread = 0; /* the hier communicator's own queue drives it */
         l->world_rank = c->world_rank;
-        m->local = l;
-        st = share_arena(local, ls, &fd, err);
+        l->wstate = comm_world_ref(c->wstate);
+        m->local = l; /* freed with c, whatever happens below */
+        st = MPI_Iallgather(&c->world_rank, 1, MPI_INT, l->world_ranks, 1, MPI_INT, local, &req) != MPI_SUCCESS
+                 ? tpar_err_set(err, TPAR_ERR_SYS, "hier: MPI_Iallgather failed")
+                 : setup_done(c, &req, c->timeout_s, "the host's world ranks", err);
     }
+    if (!st) st = share_arena(c, local, ls, &fd, err);
     if (!st) st = shm_attach_fd(l, fd, err);
     MPI_Comm_free(&local);
     return st;
@@ -436,6 +566,14 @@ tpar_status hier_exec(tpar_comm_t *c, const coll_t *k) {
 
 void mpi_free(tpar_comm_t *c) {
     mpi_comm_t *m = c->mpi;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    /* MPI_Finalize waits for every rank with no deadline: first meet them all within it (a rank
+     * stopped after the others finished would otherwise keep them there forever). */
+    if (m && c->owns_mpi_init && !finalized && !c->poisoned && !comm_world_failed(c)) {
+        tpar_err_t ferr;
+        if (fence(c, m->comm, c->timeout_s, "finalize", &ferr)) comm_fail(c, TPAR_ERR_TIMEOUT, "%s", ferr.msg);
+    }
     if (m) {
         tpar_comm_free(m->local);
         if (m->cross != MPI_COMM_NULL) MPI_Comm_free(&m->cross);
@@ -443,8 +581,17 @@ void mpi_free(tpar_comm_t *c) {
         free(m);
         c->mpi = NULL;
     }
-    /* After a failure a peer may never reach MPI_Finalize; do not wait for it. */
-    int finalized = 0;
+    /* After a failure a peer may never reach MPI_Finalize; do not wait for it: the program
+     * reports its error, then tpar_comm_abort_unfinished ends the job. */
+    if (c->owns_mpi_init && !finalized && !c->poisoned && !comm_world_failed(c)) MPI_Finalize();
+}
+
+int tpar_comm_abort_unfinished(int status) {
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
-    if (c->owns_mpi_init && !finalized && !c->poisoned) MPI_Finalize();
+    if (!inited || finalized) return status;
+    fflush(NULL);
+    MPI_Abort(MPI_COMM_WORLD, status ? status : 1);
+    return status; /* not reached: MPI_Abort ends the process */
 }

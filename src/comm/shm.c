@@ -319,13 +319,14 @@ static tpar_status shm_wait(tpar_comm_t *c, ready_fn ready, const void *arg) {
                                  what, c->size, q, c->world_ranks[q], (int)s->ctrl[q].pid);
             }
             if (now - t0 > c->timeout_s) {
-                char what[160];
+                char what[160], state[96];
                 comm_describe_call(s->cur, what, sizeof what);
+                comm_pid_state((int)s->ctrl[q].pid, state, sizeof state);
                 return comm_fail(c, TPAR_ERR_TIMEOUT,
                                  "%s on a %d-rank shm communicator: timed out after %g s waiting for rank %d "
-                                 "(world rank %d, pid %d); hint: every rank must make the same calls "
+                                 "(world rank %d, pid %d)%s; hint: every rank must make the same calls "
                                  "(TPAR_COMM_TIMEOUT sets the deadline)",
-                                 what, c->size, c->timeout_s, q, c->world_ranks[q], (int)s->ctrl[q].pid);
+                                 what, c->size, c->timeout_s, q, c->world_ranks[q], (int)s->ctrl[q].pid, state);
             }
         }
         if (yielding) {

@@ -9,8 +9,20 @@
  *             later call must fail at once (poisoned). Survivors print the error and exit 3.
  *   hang      rank 1 stops taking part (sleeps); with TPAR_COMM_TIMEOUT=1 the others fail with
  *             TPAR_ERR_TIMEOUT naming rank 1, print it and exit 3.
+ *   stop FILE rank 1 writes its pid to FILE and stops itself (SIGSTOP) while everyone loops over
+ *             all-reduces on a sub-communicator; the others must time out naming rank 1 as
+ *             stopped, find the world failed too (its next call fails at once), free everything
+ *             without waiting for rank 1 and end through tpar_comm_abort_unfinished (under
+ *             mpirun: MPI_Abort, which ends the stopped rank too; alone: exit 3).
+ *   stopend FILE  rank 1 writes its pid to FILE and stops itself after the last collective, before
+ *             freeing its communicators; the others finish their work, and freeing the world
+ *             must not wait in MPI_Finalize for the stopped rank: under mpirun the job ends
+ *             through tpar_comm_abort_unfinished (MPI_Abort); elsewhere they exit 0.
+ *   stopsplit FILE  rank 1 writes its pid to FILE and stops itself before a split (communicator
+ *             set-up, where MPI's constructors have no deadline of their own): the others must
+ *             fail the split with a timeout and end as in `stop`.
  * `kill` and `hang` are driven by test_fail.sh, which checks the messages, the launcher's
- * report and that no shared-memory entry is left behind. */
+ * report and that no shared-memory entry is left behind; `stop` by test_stop.sh. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -118,16 +130,92 @@ static int mode_fatal(int hang) {
     return 0;
 }
 
+static void *stopper(void *arg) {
+    (void)arg;
+    usleep(200 * 1000);
+    raise(SIGSTOP);
+    return NULL;
+}
+
+static int mode_stop(const char *pidfile) {
+    if (N < 2) check_skip("needs at least 2 ranks");
+    /* A sub-communicator, as the TP group of a trainer: its failure must reach the world. */
+    tpar_comm_t *g = NULL;
+    MUST(C, tpar_comm_split(C, 0, R, &g));
+    size_t n = (1u << 16) / 4;
+    float *a = calloc(n, sizeof *a), *b = calloc(n, sizeof *b);
+    if (!a || !b) return 1;
+    MUST(g, tpar_comm_barrier(g));
+    if (R == 1) {
+        FILE *f = fopen(pidfile, "w");
+        if (!f) return 1;
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+        pthread_t t;
+        pthread_create(&t, NULL, stopper, NULL);
+    }
+    for (long it = 0;; it++) {
+        tpar_status st = tpar_comm_allreduce(g, a, b, n, TPAR_F32, TPAR_SUM);
+        if (st == TPAR_OK) continue;
+        fprintf(stderr, "[rank %d] error: %s: %s\n", R, tpar_status_str(st), tpar_comm_error(g));
+        tpar_status again = tpar_comm_barrier(C);
+        fprintf(stderr, "[rank %d] world next call: %s: %s\n", R, tpar_status_str(again), tpar_comm_error(C));
+        tpar_comm_free(g);
+        tpar_comm_free(C); /* must not wait for the stopped rank */
+        free(a);
+        free(b);
+        fprintf(stderr, "[rank %d] freed\n", R);
+        return tpar_comm_abort_unfinished(3);
+    }
+}
+
+static int mode_stopsplit(const char *pidfile) {
+    if (N < 2) check_skip("needs at least 2 ranks");
+    MUST(C, tpar_comm_barrier(C));
+    if (R == 1) {
+        FILE *f = fopen(pidfile, "w");
+        if (!f) return 1;
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+        raise(SIGSTOP);
+    }
+    tpar_comm_t *g = NULL;
+    tpar_status st = tpar_comm_split(C, 0, R, &g);
+    fprintf(stderr, "[rank %d] split: %s: %s\n", R, tpar_status_str(st), tpar_comm_error(C));
+    tpar_comm_free(g);
+    tpar_comm_free(C); /* must not wait for the stopped rank */
+    fprintf(stderr, "[rank %d] freed\n", R);
+    return tpar_comm_abort_unfinished(st ? 3 : 0);
+}
+
+static int mode_stopend(const char *pidfile) {
+    if (N < 2) check_skip("needs at least 2 ranks");
+    MUST(C, tpar_comm_barrier(C));
+    if (R == 1) {
+        FILE *f = fopen(pidfile, "w");
+        if (!f) return 1;
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+        raise(SIGSTOP); /* before freeing anything; the launcher ends it */
+    }
+    tpar_comm_free(C); /* must not wait for the stopped rank */
+    fprintf(stderr, "[rank %d] freed\n", R);
+    return tpar_comm_abort_unfinished(0);
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     C = test_init();
     R = tpar_comm_rank(C);
     N = tpar_comm_size(C);
     if (!strcmp(mode, "kill") || !strcmp(mode, "hang")) return mode_fatal(mode[0] == 'h');
+    if (!strcmp(mode, "stop") && argc > 2) return mode_stop(argv[2]);
+    if (!strcmp(mode, "stopend") && argc > 2) return mode_stopend(argv[2]);
+    if (!strcmp(mode, "stopsplit") && argc > 2) return mode_stopsplit(argv[2]);
     if (!strcmp(mode, "args")) mode_args();
     else if (!strcmp(mode, "mismatch")) mode_mismatch();
     else {
-        fprintf(stderr, "usage: test_fail args|mismatch|kill|hang\n");
+        fprintf(stderr, "usage: test_fail args|mismatch|kill|hang|stop|stopend|stopsplit PIDFILE\n");
         return 2;
     }
     tpar_comm_free(C);
