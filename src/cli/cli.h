@@ -24,6 +24,7 @@ int tpar_cmd_launch(int argc, char **argv);
 int tpar_cmd_plan(int argc, char **argv);
 int tpar_cmd_info(int argc, char **argv);
 int tpar_cmd_report(int argc, char **argv);
+int tpar_cmd_tokenize(int argc, char **argv); /* tokenize.c (src/tokenizer) */
 /* One run of `tpar launch`: n ranks of prog; returns the exit status. fail (may be NULL) gets
  * the first rank that failed (rank -1: none) and a signal (SIGINT/SIGTERM) the launcher got. */
 typedef struct {
