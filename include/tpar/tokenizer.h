@@ -57,7 +57,7 @@ enum {
  * TPAR_ERR_NOMEM leaves the ids so far in place. */
 tpar_status tpar_tokenizer_encode(tpar_tokenizer_t *tk, const void *text, size_t len, int flags, int32_t **ids,
                                   size_t *n, size_t *cap, tpar_err_t *err);
-/* Progress of the next encode calls: every 4 MiB of text, p (copied; NULL stops reporting)
+/* Progress of the next encode calls: every MiB of text, p (copied; NULL stops reporting)
  * gets what, base + the bytes of the current call done so far, and total. */
 void tpar_tokenizer_set_progress(tpar_tokenizer_t *tk, const tpar_progress_t *p, const char *what, uint64_t base,
                                  uint64_t total);

@@ -193,6 +193,7 @@ int tpar_cmd_tokenize(int argc, char **argv) {
     tpar_progress_t p = tpar_cli_progress(&prog.p);
     p = (tpar_progress_t){draw, &prog};
     uint64_t base = 0;
+    if (rc == TPAR_EXIT_OK && !quiet) tpar_progress_report(&p, "tokenizing", 0, total);
     for (int i = 0; i < nin && rc == TPAR_EXIT_OK; i++) {
         char *text = NULL;
         size_t len = 0;

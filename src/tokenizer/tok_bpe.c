@@ -435,7 +435,7 @@ static tpar_status split(tpar_tokenizer_t *tk, int stage, const unsigned char *s
         if (stage == 0 && tk->progress.fn && (uint64_t)(s + m1 - tk->text0) >= tk->prog_next) {
             uint64_t done = (uint64_t)(s + m1 - tk->text0);
             tpar_progress_report(&tk->progress, tk->prog_what, tk->prog_base + done, tk->prog_total);
-            tk->prog_next = done + (4u << 20);
+            tk->prog_next = done + (1u << 20);
         }
         tpar_status st = TPAR_OK;
         if (m0 > at) st = split(tk, stage + 1, s + at, m0 - at, o, err);
@@ -481,7 +481,7 @@ tpar_status tpar_tokenizer_encode(tpar_tokenizer_t *tk, const void *text, size_t
     const unsigned char *s = text;
     tok_out_t o = {ids, n, cap};
     tk->text0 = s;
-    tk->prog_next = 4u << 20;
+    tk->prog_next = 1u << 20;
     if (!(flags & TPAR_TOK_SPECIAL) || tk->nspecial == 0) return encode_text(tk, s, len, &o, err);
     size_t from = 0;
     for (size_t i = 0; i < len; i++) {
