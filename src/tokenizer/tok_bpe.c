@@ -41,6 +41,15 @@ tpar_status tok_new(tpar_tokenizer_t **out, tpar_err_t *err) {
     if (!tk) return tpar_err_set(err, TPAR_ERR_NOMEM, "tokenizer: out of memory");
     tk->bos = tk->eos = -1;
     for (int b = 0; b < 256; b++) tk->byte_id[b] = -1;
+    // Backtracking patterns on long pieces can outgrow the JIT's default 32 KiB stack; 16 MiB
+    // at most, and past it a clear error (PCRE2_ERROR_JIT_STACKLIMIT), not a crash.
+    tk->mctx = pcre2_match_context_create(NULL);
+    tk->jstack = pcre2_jit_stack_create(32 * 1024, 16 * 1024 * 1024, NULL);
+    if (!tk->mctx || !tk->jstack) {
+        tpar_tokenizer_free(tk);
+        return tpar_err_set(err, TPAR_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    pcre2_jit_stack_assign(tk->mctx, NULL, tk->jstack);
     *out = tk;
     return TPAR_OK;
 }
@@ -51,6 +60,8 @@ void tpar_tokenizer_free(tpar_tokenizer_t *tk) {
         pcre2_match_data_free(tk->md[s]);
         pcre2_code_free(tk->re[s]);
     }
+    pcre2_match_context_free(tk->mctx);
+    pcre2_jit_stack_free(tk->jstack);
     free(tk->arena);
     free(tk->tok_off);
     free(tk->tok_len);
@@ -420,7 +431,7 @@ static tpar_status split(tpar_tokenizer_t *tk, int stage, const unsigned char *s
     size_t at = 0;
     while (at < len) {
         // NOTEMPTY: an empty match would not advance; the text it skips becomes a piece instead.
-        int rc = pcre2_match(re, s, len, at, PCRE2_NOTEMPTY, md, NULL);
+        int rc = pcre2_match(re, s, len, at, PCRE2_NOTEMPTY, md, tk->mctx);
         size_t m0 = len, m1 = len;
         if (rc >= 0) {
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -429,8 +440,9 @@ static tpar_status split(tpar_tokenizer_t *tk, int stage, const unsigned char *s
         } else if (rc != PCRE2_ERROR_NOMATCH) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            return tpar_err_set(err, TPAR_ERR_INTERNAL, "tokenizer: regular expression failed at byte %zu: %s", at,
-                                (const char *)msg);
+            return tpar_err_set(err, TPAR_ERR_UNSUPPORTED,
+                                "tokenizer: the pre-tokenizer's regular expression failed at byte %zu: %s (a piece "
+                                "too long for this pattern?)", at, (const char *)msg);
         }
         if (stage == 0 && tk->progress.fn && (uint64_t)(s + m1 - tk->text0) >= tk->prog_next) {
             uint64_t done = (uint64_t)(s + m1 - tk->text0);

@@ -58,6 +58,8 @@ struct tpar_tokenizer {
     int nstages;
     pcre2_code *re[TOK_MAX_STAGES];
     pcre2_match_data *md[TOK_MAX_STAGES];
+    pcre2_match_context *mctx; /* with a JIT stack larger than PCRE2's 32 KiB default */
+    pcre2_jit_stack *jstack;
     int add_prefix_space;
     /* cache of repeated pieces */
     tok_cache_t *cache;

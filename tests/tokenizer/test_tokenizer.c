@@ -247,6 +247,15 @@ static void check_hf(tpar_tokenizer_t *ref, const char *hf, json_t *vectors) {
         free(got.ids);
     }
     check_bytes(split); /* invalid UTF-8 through a Split regex */
+    check_long_runs(split);
+    size_t big = 1 << 20;
+    char *mix = malloc(big);
+    if (!mix) exit(1);
+    for (size_t k = 0; k < big; k++) mix[k] = "a \n\r.'1\t"[k % 8 < 3 ? 0 : (k * 2654435761u >> 7) % 8];
+    free(roundtrip(split, "a megabyte of mixed letters, spaces, newlines, marks", mix, big).ids);
+    memset(mix, 'a', big);
+    free(roundtrip(split, "a megabyte of letters", mix, big).ids);
+    free(mix);
     tpar_tokenizer_free(split);
     tpar_tokenizer_free(whole);
 
