@@ -60,6 +60,34 @@ LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[
 variant("llama3_split.json", lambda t: t.update(pre_tokenizer=split_seq(LLAMA3)))
 variant("whole.json", lambda t: t.update(pre_tokenizer=split_seq(r"[\s\S]+")))
 
+# Llama 3's ignore_merges over GPT-2's vocabulary: tiktoken (so js-tiktoken) takes a piece that is
+# a token whole too, so the ids must not change.
+variant("gpt2_ignore_merges.json", lambda t: t["model"].update(ignore_merges=True))
+
+
+# A small vocabulary where ignore_merges matters: merges give "a" + "bc" for "abc", the
+# vocabulary also holds "abc" (ids: the 256 byte tokens in byte order, then bc, ab, abc).
+def byte_alphabet():
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+alpha = byte_alphabet()
+mini_vocab = {alpha[b]: b for b in range(256)}
+mini_vocab.update({"bc": 256, "ab": 257, "abc": 258})
+mini = copy.deepcopy(gpt2)
+mini["added_tokens"] = []
+mini["model"].update(vocab=mini_vocab, merges=["b c", "a b"])
+write("mini_plain.json", mini)
+mini["model"]["ignore_merges"] = True
+write("mini_ignore.json", mini)
+
 # Broken ones.
 text = json.dumps(gpt2, ensure_ascii=False)
 with open(os.path.join(out, "bad_truncated.json"), "w", encoding="utf-8") as f:

@@ -224,6 +224,25 @@ static void check_hf(tpar_tokenizer_t *ref, const char *hf, json_t *vectors) {
     check_vectors(tk, json_object_get(vectors, "gpt2"), "tokenizer.json (merges as pairs) ids == js-tiktoken");
     tpar_tokenizer_free(tk);
 
+    snprintf(p, sizeof p, "%s/gpt2_ignore_merges.json", hf);
+    CHECK_MUST(tpar_tokenizer_load(p, &tk, &err), err);
+    check_vectors(tk, json_object_get(vectors, "gpt2"), "ignore_merges ids == js-tiktoken (which does the same)");
+    tpar_tokenizer_free(tk);
+    // ignore_merges where it matters: bytes are ids 0-255 in byte order, then bc 256, ab 257, abc 258;
+    // merges "b c" (rank 0) then "a b": "abc" merges to a + bc; with ignore_merges it is abc.
+    snprintf(p, sizeof p, "%s/mini_plain.json", hf);
+    CHECK_MUST(tpar_tokenizer_load(p, &tk, &err), err);
+    ids_t r = enc(tk, "abc abx", 7, 0);
+    CHECK(r.n == 5 && r.ids[0] == 'a' && r.ids[1] == 256 && r.ids[2] == ' ' && r.ids[3] == 257 && r.ids[4] == 'x');
+    free(r.ids);
+    tpar_tokenizer_free(tk);
+    snprintf(p, sizeof p, "%s/mini_ignore.json", hf);
+    CHECK_MUST(tpar_tokenizer_load(p, &tk, &err), err);
+    r = enc(tk, "abc abx", 7, 0);
+    CHECK(r.n == 4 && r.ids[0] == 258 && r.ids[1] == ' ' && r.ids[2] == 257 && r.ids[3] == 'x');
+    free(r.ids);
+    tpar_tokenizer_free(tk);
+
     // Llama 3's pattern: tpar's pieces are V8's, piece by piece (each BPE'd whole).
     tpar_tokenizer_t *split, *whole;
     snprintf(p, sizeof p, "%s/llama3_split.json", hf);
