@@ -65,6 +65,9 @@ variant("whole.json", lambda t: t.update(pre_tokenizer=split_seq(r"[\s\S]+")))
 variant("gpt2_ignore_merges.json", lambda t: t["model"].update(ignore_merges=True))
 
 
+variant("gpt2_prefix_space.json", lambda t: t["pre_tokenizer"].update(add_prefix_space=True))
+
+
 # A small vocabulary where ignore_merges matters: merges give "a" + "bc" for "abc", the
 # vocabulary also holds "abc" (ids: the 256 byte tokens in byte order, then bc, ab, abc).
 def byte_alphabet():

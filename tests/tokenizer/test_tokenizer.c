@@ -228,6 +228,15 @@ static void check_hf(tpar_tokenizer_t *ref, const char *hf, json_t *vectors) {
     CHECK_MUST(tpar_tokenizer_load(p, &tk, &err), err);
     check_vectors(tk, json_object_get(vectors, "gpt2"), "ignore_merges ids == js-tiktoken (which does the same)");
     tpar_tokenizer_free(tk);
+    // ByteLevel's add_prefix_space: "Hello world" encodes as " Hello world" does without it.
+    snprintf(p, sizeof p, "%s/gpt2_prefix_space.json", hf);
+    CHECK_MUST(tpar_tokenizer_load(p, &tk, &err), err);
+    ids_t a = enc(tk, "Hello world", 11, 0), b = enc(ref, " Hello world", 12, 0), x1 = enc(tk, " x", 2, 0),
+          x2 = enc(ref, " x", 2, 0);
+    same_ids("add_prefix_space", "Hello world", b.ids, b.n, a.ids, a.n);
+    same_ids("add_prefix_space, text already starting with a space", " x", x2.ids, x2.n, x1.ids, x1.n);
+    free(a.ids), free(b.ids), free(x1.ids), free(x2.ids);
+    tpar_tokenizer_free(tk);
     // ignore_merges where it matters: bytes are ids 0-255 in byte order, then bc 256, ab 257, abc 258;
     // merges "b c" (rank 0) then "a b": "abc" merges to a + bc; with ignore_merges it is abc.
     snprintf(p, sizeof p, "%s/mini_plain.json", hf);
