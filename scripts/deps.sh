@@ -5,7 +5,7 @@
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -eu
 
-build_pkgs="gcc make cmake pkg-config libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin libjansson-dev zlib1g-dev"
+build_pkgs="gcc make cmake pkg-config libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin libjansson-dev zlib1g-dev libpcre2-dev"
 test_pkgs="python3 python3-numpy python3-torch chromium"
 
 case "${1:-build}" in

@@ -24,6 +24,7 @@ int tpar_cmd_launch(int argc, char **argv);
 int tpar_cmd_plan(int argc, char **argv);
 int tpar_cmd_info(int argc, char **argv);
 int tpar_cmd_report(int argc, char **argv);
+int tpar_cmd_tokenize(int argc, char **argv); /* tokenize.c (src/tokenizer) */
 /* How one rank of an attempt ended. */
 typedef struct {
     int pid, wstatus;

@@ -12,6 +12,7 @@ static const tpar_cli_cmd_t commands[] = {
     {"generate", "sample text from a checkpoint with tensor-parallel inference", tpar_cmd_generate},
     {"launch", "start N ranks of a program on this host and supervise them", tpar_cmd_launch},
     {"bench", "benchmarks: collectives, layers, training", tpar_cmd_bench},
+    {"tokenize", "turn text files into a token file with a byte-level BPE tokenizer", tpar_cmd_tokenize},
     {"plan", "memory and step-time model for a model on a cluster", tpar_cmd_plan},
     {"report", "an HTML page of charts of training runs (loss, throughput, comm, memory)", tpar_cmd_report},
     {"info", "print the build configuration and this machine's features", tpar_cmd_info},
