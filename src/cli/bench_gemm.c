@@ -346,8 +346,11 @@ static int run(const opts_t *o) {
         printf("x-oblas: the provider's rate over OpenBLAS on the same call, measured here; auto: the provider\n"
                "TPAR_GEMM=auto chose for the shape's class (measured on the class's probe shape, see tpar info).\n");
     if (o->precision && ctx[TPAR_GEMM_DNNL]) {
-        printf("\nbf16 vs fp32 GEMM (oneDNN; bf16 path: %s)\n",
-               tpar_gemm_bf16_native(ctx[TPAR_GEMM_DNNL]) ? "oneDNN's bf16 matmul" : "widen to fp32 + fp32 GEMM");
+        double rw, rn;
+        tpar_gemm_bf16_rates(ctx[TPAR_GEMM_DNNL], &rw, &rn);
+        printf("\nbf16 vs fp32 GEMM (oneDNN; bf16 path: %s; probe 256x1024x768: widen + fp32 %.1f, oneDNN bf16 %.1f "
+               "GFLOP/s)\n",
+               tpar_gemm_bf16_native(ctx[TPAR_GEMM_DNNL]) ? "oneDNN's bf16 matmul" : "widen to fp32 + fp32 GEMM", rw, rn);
         printf("%-10s %-11s %5s %5s %5s | %9s %9s %6s | %s\n", "shape", "op", "M", "N", "K", "fp32 GF/s", "bf16 GF/s",
                "ratio", "bf16 impl");
         for (int r = 0; r < o->nrows; r++)

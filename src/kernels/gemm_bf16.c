@@ -12,9 +12,61 @@
 
 #include "gemm_internal.h"
 
+static void gemm_bf16_path(tpar_gemm_ctx_t *g, int native, int ta, int tb, int M, int N, int K, float alpha,
+                           const tpar_bf16_t *A, int lda, const tpar_bf16_t *B, int ldb, float beta, float *C, int ldc);
+
+/* Caller holds g->mu. Decides the path once per context: oneDNN's bf16 matmul if the CPU has bf16
+ * dot products (oneDNN ISA avx512_core_bf16 or amx) and it is not slower than widening on a probe
+ * (a GPT-2 small forward, 256 tokens x 768 -> 1024, best of 3): where bf16 dot products run at
+ * the FMA rate (AVX512-BF16 without AMX) oneDNN's bf16 kernels measured ~0.5x its fp32 ones, and
+ * widening (~10% of the GEMM's time at this shape) then wins. A 15% margin for widening, as the
+ * fp32 choice, keeps the choice stable from run to run. */
+static int native_locked(tpar_gemm_ctx_t *g) {
+    if (g->bf16_decided) return g->bf16_native;
+    g->bf16_decided = 1;
+    g->bf16_native = 0;
+    if (!g->dnnl || gemm_dnnl_isa_rank() < 4) return 0;
+    enum { M = 256, N = 1024, K = 768 };
+    tpar_bf16_t *a = tpar_calloc_aligned((size_t)M * K, 2), *b = tpar_calloc_aligned((size_t)N * K, 2);
+    float *c = tpar_calloc_aligned((size_t)M * N, 4);
+    if (a && b && c) {
+        for (size_t i = 0; i < (size_t)M * K; i++) a[i] = tpar_bf16_from_float((float)((i * 7) % 13) * 0.01f);
+        for (size_t i = 0; i < (size_t)N * K; i++) b[i] = tpar_bf16_from_float((float)((i * 5) % 11) * 0.01f);
+        for (int p = 0; p < 2; p++) {
+            double best = 1e30;
+            for (int r = 0; r <= 3; r++) { // r = 0 warms up (makes the primitive, pages the scratch in)
+                double t0 = tpar_now();
+                gemm_bf16_path(g, p, 0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+                double dt = tpar_now() - t0;
+                if (r && dt < best) best = dt;
+            }
+            g->bf16_gflops[p] = 2.0 * M * N * K / best / 1e9;
+        }
+        g->bf16_native = g->bf16_gflops[0] <= 1.15 * g->bf16_gflops[1];
+    } else {
+        g->bf16_native = 1; // no memory to measure: the CPU's features decide
+    }
+    tpar_free(a), tpar_free(b), tpar_free(c);
+    return g->bf16_native;
+}
+
 int tpar_gemm_bf16_native(tpar_gemm_ctx_t *g) {
     if (!g) g = tpar_gemm_default();
-    return g && g->dnnl && gemm_dnnl_isa_rank() >= 4;
+    if (!g) return 0;
+    pthread_mutex_lock(&g->mu);
+    int n = native_locked(g);
+    pthread_mutex_unlock(&g->mu);
+    return n;
+}
+
+void tpar_gemm_bf16_rates(tpar_gemm_ctx_t *g, double *widen_gflops, double *native_gflops) {
+    if (!g) g = tpar_gemm_default();
+    *widen_gflops = *native_gflops = 0;
+    if (!g) return;
+    pthread_mutex_lock(&g->mu);
+    native_locked(g);
+    *widen_gflops = g->bf16_gflops[0], *native_gflops = g->bf16_gflops[1];
+    pthread_mutex_unlock(&g->mu);
 }
 
 /* Last resort when no scratch can be had: plain loops, fp32 accumulation in k order. */
@@ -42,13 +94,12 @@ static void widen(float *dst, const tpar_bf16_t *src, int rows, int cols, int ld
     for (int r = 0; r < rows; r++) tpar_bf16_to_fp32(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols);
 }
 
-/* Caller holds g->mu (g not NULL). */
-static void gemm_bf16_locked(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, int K, float alpha,
-                             const tpar_bf16_t *A, int lda, const tpar_bf16_t *B, int ldb, float beta, float *C,
-                             int ldc) {
-    if (tpar_gemm_bf16_native(g) &&
-        gemm_dnnl_run_bf16(g->dnnl, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
-        return;
+/* Caller holds g->mu (g not NULL). One path: native (oneDNN bf16) or, also when oneDNN refuses,
+ * widen + the fp32 GEMM of the seam. */
+static void gemm_bf16_path(tpar_gemm_ctx_t *g, int native, int ta, int tb, int M, int N, int K, float alpha,
+                           const tpar_bf16_t *A, int lda, const tpar_bf16_t *B, int ldb, float beta, float *C,
+                           int ldc) {
+    if (native && gemm_dnnl_run_bf16(g->dnnl, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N; // as stored
     size_t na = (size_t)ar * ac, nb = (size_t)br * bc;
     size_t na_pad = (na + 15) / 16 * 16; // B's copy 64-byte aligned too
@@ -61,6 +112,13 @@ static void gemm_bf16_locked(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, i
     widen(a, A, ar, ac, lda);
     widen(b, B, br, bc, ldb);
     gemm_run_locked(g, ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
+}
+
+/* Caller holds g->mu (g not NULL). */
+static void gemm_bf16_locked(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, int K, float alpha,
+                             const tpar_bf16_t *A, int lda, const tpar_bf16_t *B, int ldb, float beta, float *C,
+                             int ldc) {
+    gemm_bf16_path(g, native_locked(g), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void tpar_gemm_bf16(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, int K, float alpha, const tpar_bf16_t *A,

@@ -67,6 +67,8 @@ struct tpar_gemm_ctx {
     tpar_gemm_class_t cls[GEMM_CLASSES];
     void *scratch[2];     /* the bf16 paths' conversions (grown, never shrunk); guarded by mu: */
     size_t scratch_bytes[2]; /* [0] the wrappers' rounded activations, [1] the fp32 fallback's copies */
+    int bf16_decided, bf16_native; /* tpar_gemm_bf16's path, measured once (gemm_bf16.c) */
+    double bf16_gflops[2];         /* that measurement: [0] widen + fp32, [1] oneDNN bf16 */
 };
 
 /* Caller holds g->mu. tpar_gemm's body: the class's provider, OpenBLAS if it refuses. */

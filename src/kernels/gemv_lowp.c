@@ -64,6 +64,9 @@ static void rows_portable(int kind, float *out, const float *inp, const void *w,
 
 /* ---- AVX-512 -------------------------------------------------------------------------------- */
 #ifdef __AVX512F__
+#ifndef LP_AHEAD
+#define LP_AHEAD(R, C) ((R) * (C))
+#endif
 
 /* 16 weights of row `row` from column c, as fp32; m masks the tail (all ones otherwise). */
 static inline __attribute__((always_inline)) __m512 wload(int kind, const void *w, const float *scale, int C,
@@ -82,7 +85,7 @@ static inline __attribute__((always_inline)) void rows_avx512(int kind, float *o
                                                                const float *scale, const float *bias, int C, int OC,
                                                                int o, const int N, const int R) {
     /* prefetch 8 KiB of weights ahead, as gemv.c (bytes: 2 a bf16 weight, 1 an int8 one) */
-    const int ahead = kind == 0 ? 4096 : 8192, esz = kind == 0 ? 2 : 1;
+    const int esz = kind == 0 ? 2 : 1;
     __m512 acc[4][LP_MAX_N];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
@@ -93,7 +96,7 @@ static inline __attribute__((always_inline)) void rows_avx512(int kind, float *o
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m512 wv = wload(kind, w, scale, C, o + r, c, (__mmask16)0xFFFF);
-            _mm_prefetch((const char *)w + ((size_t)(o + r) * C + c + ahead) * esz, _MM_HINT_T0);
+            _mm_prefetch((const char *)w + ((size_t)(o + r) * C + c + LP_AHEAD(R, C)) * esz, _MM_HINT_T0);
 #pragma GCC unroll 8
             for (int n = 0; n < N; n++)
                 acc[r][n] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(inp + (size_t)n * C + c), acc[r][n]);
