@@ -20,7 +20,11 @@
 
 #include "tpar/kernels.h"
 
-#ifdef __AVX512F__
+/* The vector path needs AVX512BW + VL too (masked 8- and 16-bit loads): every AVX-512 CPU since
+ * Skylake-SP has them. Without them the portable path runs (its order differs from gemv.c's AVX-512
+ * one in the last bits, so the bitwise link to the fp32 GEMV then holds path for path only). */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define LP_AVX512 1
 #include <immintrin.h>
 #endif
 
@@ -63,7 +67,7 @@ static void rows_portable(int kind, float *out, const float *inp, const void *w,
 }
 
 /* ---- AVX-512 -------------------------------------------------------------------------------- */
-#ifdef __AVX512F__
+#ifdef LP_AVX512
 #ifndef LP_AHEAD
 #define LP_AHEAD(R, C) ((R) * (C))
 #endif
@@ -154,7 +158,7 @@ static void gemv_lp(int kind, float *out, const float *inp, const void *w, const
 #pragma omp parallel for schedule(static) if ((size_t)OC * (size_t)C >= LP_PAR_MIN)
         for (int b = 0; b < nblk; b++) {
             int o0 = b * LP_BLOCK, o1 = o0 + LP_BLOCK < OC ? o0 + LP_BLOCK : OC;
-#ifdef __AVX512F__
+#ifdef LP_AVX512
             if (!portable) {
                 rows_avx512_n[kind][Nc](o_, x, w, scale, bias, C, OC, o0, o1);
                 continue;
