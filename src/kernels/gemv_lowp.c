@@ -100,7 +100,8 @@ static inline __attribute__((always_inline)) void rows_avx512(int kind, float *o
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m512 wv = wload(kind, w, scale, C, o + r, c, (__mmask16)0xFFFF);
-            _mm_prefetch((const char *)w + ((size_t)(o + r) * C + c + LP_AHEAD(R, C)) * esz, _MM_HINT_T0);
+            if ((c * esz & 63) == 0) // once a cache line (every 2nd / 4th step for bf16 / int8)
+                _mm_prefetch((const char *)w + ((size_t)(o + r) * C + c + LP_AHEAD(R, C)) * esz, _MM_HINT_T0);
 #pragma GCC unroll 8
             for (int n = 0; n < N; n++)
                 acc[r][n] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(inp + (size_t)n * C + c), acc[r][n]);

@@ -255,6 +255,33 @@ static void test_gemm(void) {
             kt_free_all();
         }
     }
+    /* Slices (issue #21): a TP rank's forward holds OC/tp output columns, its weight gradient OC/tp
+     * rows. Does each element keep its bits? Reported, not asserted (oneDNN's blocking decides). */
+    if (ctx[0]) {
+        int M = 256, N = 2304, K = 768;
+        tpar_bf16_t *A = to_bf16(kt_rand((size_t)M * K, -1, 1), (size_t)M * K);
+        tpar_bf16_t *W = to_bf16(kt_rand((size_t)N * K, -1, 1), (size_t)N * K);
+        float *full = kt_zeros((size_t)M * N), *part = kt_zeros((size_t)M * N);
+        float *dw = kt_zeros((size_t)N * K), *dwp = kt_zeros((size_t)N * K);
+        tpar_bf16_t *D = to_bf16(kt_rand((size_t)M * N, -1, 1), (size_t)M * N);
+        tpar_gemm_bf16(ctx[0], 0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, full, N);     // out = A W^T
+        tpar_gemm_bf16(ctx[0], 1, 0, N, K, M, 1.0f, D, N, A, K, 0.0f, dw, K);       // dW = D^T A
+        for (int tp = 2; tp <= 4; tp += 2) {
+            int n = N / tp;
+            size_t diff = 0, diffw = 0;
+            for (int r = 0; r < tp; r++) {
+                tpar_gemm_bf16(ctx[0], 0, 1, M, n, K, 1.0f, A, K, W + (size_t)r * n * K, K, 0.0f, part, n);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < n; j++) diff += memcmp(&part[(size_t)i * n + j], &full[(size_t)i * N + r * n + j], 4) != 0;
+                tpar_gemm_bf16(ctx[0], 1, 0, n, K, M, 1.0f, D + (size_t)r * n, N, A, K, 0.0f, dwp, K);
+                diffw += (size_t)n * K;
+                for (size_t e = 0; e < (size_t)n * K; e++) diffw -= !memcmp(&dwp[e], &dw[(size_t)r * n * K + e], 4);
+            }
+            printf("bf16 GEMM, column shards of TP=%d: forward %zu of %d, weight grad %zu of %d elements differ from "
+                   "the whole\n", tp, diff, M * N, diffw, N * K);
+        }
+        kt_free_all();
+    }
     tpar_gemm_ctx_free(ctx[0]);
     tpar_gemm_ctx_free(ctx[1]);
 }
