@@ -6,7 +6,10 @@
  * gradient (Trans, NoTrans, accumulate); the decode shapes (forward at 1..8 rows); and a
  * 2048^3 square. For each provider: GFLOP/s and GB/s (the operands read and the result
  * written once: the least traffic a GEMM can have, so decode rates compare with the read
- * bandwidth), and each provider's speed over OpenBLAS. Nothing is asserted. */
+ * bandwidth), and each provider's speed over OpenBLAS. Then the precision sections (issue #17): the
+ * same training shapes in fp32 and bf16 (oneDNN, alternated), and decode of a whole gpt2-124m token
+ * with fp32, bf16 and int8 (q8) weights through the small-M GEMVs, each tensor its own buffer so the
+ * weights stream from memory: GB/s, tokens/s bound and the ratio to fp32. Nothing is asserted. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
