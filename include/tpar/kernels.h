@@ -227,16 +227,17 @@ void tpar_fp32_to_bf16_portable(tpar_bf16_t *out, const float *inp, size_t n);
 /* C (M, N) fp32 = alpha op(A) op(B) + beta C with A and B in bf16 and fp32 accumulation;
  * arguments as tpar_gemm (row-major; lda, ldb in elements). g NULL: the default context.
  * beta 0 or 1. Two paths, chosen once per context at its first bf16 call: oneDNN's bf16 matmul
- * where the CPU has bf16 dot products (oneDNN ISA avx512_core_bf16 or avx512_core_amx) and a
- * short probe (a GPT-2 small forward at 256 tokens, ~10 ms) does not find the other path 15%
- * faster; else A and B are widened to fp32 (exactly) in the context's scratch and the context's
- * fp32 GEMM runs them (also when oneDNN refuses a call). A context without oneDNN (forced
- * openblas) always widens. */
+ * on AMX CPUs (oneDNN ISA avx512_core_amx), and on AVX512-BF16 ones (avx512_core_bf16) unless a
+ * short probe (a GPT-2 small forward at 256 tokens, ~10 ms) finds the other path 15% faster;
+ * else A and B are widened to fp32 (exactly) in the context's scratch and the context's fp32
+ * GEMM runs them (also when oneDNN refuses a call). A context without oneDNN (forced openblas)
+ * always widens. */
 void tpar_gemm_bf16(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, float alpha,
                     const tpar_bf16_t *A, int lda, const tpar_bf16_t *B, int ldb, float beta, float *C, int ldc);
 /* Which path tpar_gemm_bf16 takes in g: 1 oneDNN's bf16 matmul, 0 widen + fp32 GEMM. */
 int tpar_gemm_bf16_native(tpar_gemm_ctx_t *g);
-/* The probe's rates behind that choice (GFLOP/s; 0 when not measured: no oneDNN or no bf16 ISA). */
+/* The probe's rates (GFLOP/s; 0 when not measured: no oneDNN or no bf16 ISA). On AMX they are
+ * reported only; on AVX512-BF16 without AMX they make the choice. */
 void tpar_gemm_bf16_rates(tpar_gemm_ctx_t *g, double *widen_gflops, double *native_gflops);
 /* oneDNN's implementation of a contiguous bf16 call of this shape made in g (as tpar_gemm_impl). */
 void tpar_gemm_bf16_impl(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, char *out, size_t n);

@@ -15,17 +15,20 @@
 static void gemm_bf16_path(tpar_gemm_ctx_t *g, int native, int ta, int tb, int M, int N, int K, float alpha,
                            const tpar_bf16_t *A, int lda, const tpar_bf16_t *B, int ldb, float beta, float *C, int ldc);
 
-/* Caller holds g->mu. Decides the path once per context: oneDNN's bf16 matmul if the CPU has bf16
- * dot products (oneDNN ISA avx512_core_bf16 or amx) and it is not slower than widening on a probe
- * (a GPT-2 small forward, 256 tokens x 768 -> 1024, best of 3): where bf16 dot products run at
- * the FMA rate (AVX512-BF16 without AMX) oneDNN's bf16 kernels measured ~0.5x its fp32 ones, and
- * widening (~10% of the GEMM's time at this shape) then wins. A 15% margin for widening, as the
- * fp32 choice, keeps the choice stable from run to run. */
+/* Caller holds g->mu. Decides the path once per context. With AMX (oneDNN ISA avx512_core_amx)
+ * always oneDNN's bf16 matmul: its tiles do 16x the multiply-adds of an AVX-512 FMA per
+ * instruction, and it measured 2.5-11x the fp32 matmul at every GPT-2 shape here; a ~10 ms probe on
+ * a loaded machine could say otherwise by accident (seen once with 2 threads on the shared VM), so
+ * the probe's rates are only reported there. With AVX512-BF16 but no AMX (avx512_core_bf16),
+ * where bf16 dot products run at the FMA rate and oneDNN's bf16 kernels measured ~0.5x its fp32
+ * ones (issue #17), the probe decides: oneDNN's bf16 unless widening is >= 15% faster (a GPT-2
+ * small forward, 256 tokens x 768 -> 1024, best of 3). Below that ISA: widen. */
 static int native_locked(tpar_gemm_ctx_t *g) {
     if (g->bf16_decided) return g->bf16_native;
     g->bf16_decided = 1;
     g->bf16_native = 0;
     if (!g->dnnl || gemm_dnnl_isa_rank() < 4) return 0;
+    int amx = !strcmp(gemm_dnnl_isa(), "avx512_core_amx");
     enum { M = 256, N = 1024, K = 768 };
     tpar_bf16_t *a = tpar_calloc_aligned((size_t)M * K, 2), *b = tpar_calloc_aligned((size_t)N * K, 2);
     float *c = tpar_calloc_aligned((size_t)M * N, 4);
@@ -42,7 +45,7 @@ static int native_locked(tpar_gemm_ctx_t *g) {
             }
             g->bf16_gflops[p] = 2.0 * M * N * K / best / 1e9;
         }
-        g->bf16_native = g->bf16_gflops[0] <= 1.15 * g->bf16_gflops[1];
+        g->bf16_native = amx || g->bf16_gflops[0] <= 1.15 * g->bf16_gflops[1];
     } else {
         g->bf16_native = 1; // no memory to measure: the CPU's features decide
     }
