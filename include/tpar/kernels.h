@@ -198,6 +198,125 @@ void tpar_transpose(float *out,       // (C, R)
                     const float *inp, // (R, C)
                     int R, int C);
 
+/* ---- bfloat16 and int8 weights (issue #17, kernel layer) ------------------------------------ *
+ *
+ * bf16 is fp32's top 16 bits: 8 exponent bits (fp32's range), 8 significant bits (unit
+ * roundoff 2^-8). Stored as uint16_t; arithmetic always widens it to fp32 (exact) first. A
+ * dtype enum for the whole project comes later (core); these are the kernel-level pieces.
+ * docs/KERNELS.md, Precision, has the measured rates and the choices. */
+typedef uint16_t tpar_bf16_t;
+
+/* fp32 -> bf16, round to nearest, ties to even. NaN stays NaN (sign kept, quiet bit set,
+ * payload truncated), +-Inf stays Inf, values that round past bf16's largest become Inf.
+ * fp32 denormals (|x| < 2^-126) become zero of the same sign: the rule of the AVX512-BF16
+ * instruction (VCVTNE2PS2BF16), which the portable path copies so that every build gives the
+ * same bits. Fixed blocks over the OpenMP threads: bitwise identical at any thread count. */
+void tpar_fp32_to_bf16(tpar_bf16_t *out, // (n)
+                       const float *inp, // (n)
+                       size_t n);
+/* bf16 -> fp32, exact (a shift). */
+void tpar_bf16_to_fp32(float *out,             // (n)
+                       const tpar_bf16_t *inp, // (n)
+                       size_t n);
+/* One value each way (scalar, the same rule as above). */
+tpar_bf16_t tpar_bf16_from_float(float x);
+float tpar_bf16_to_float(tpar_bf16_t x);
+/* The portable conversion loop alone, whatever the build (tests compare it to the build's). */
+void tpar_fp32_to_bf16_portable(tpar_bf16_t *out, const float *inp, size_t n);
+
+/* C (M, N) fp32 = alpha op(A) op(B) + beta C with A and B in bf16 and fp32 accumulation;
+ * arguments as tpar_gemm (row-major; lda, ldb in elements). g NULL: the default context.
+ * beta 0 or 1. Two paths, chosen once per context at its first bf16 call: oneDNN's bf16 matmul
+ * on AMX CPUs (oneDNN ISA avx512_core_amx), and on AVX512-BF16 ones (avx512_core_bf16) unless a
+ * short probe (a GPT-2 small forward at 256 tokens, ~10 ms) finds the other path 15% faster;
+ * else A and B are widened to fp32 (exactly) in the context's scratch and the context's fp32
+ * GEMM runs them (also when oneDNN refuses a call). A context without oneDNN (forced openblas)
+ * always widens. */
+void tpar_gemm_bf16(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, float alpha,
+                    const tpar_bf16_t *A, int lda, const tpar_bf16_t *B, int ldb, float beta, float *C, int ldc);
+/* Which path tpar_gemm_bf16 takes in g: 1 oneDNN's bf16 matmul, 0 widen + fp32 GEMM. */
+int tpar_gemm_bf16_native(tpar_gemm_ctx_t *g);
+/* The probe's rates (GFLOP/s; 0 when not measured: no oneDNN or no bf16 ISA). On AMX they are
+ * reported only; on AVX512-BF16 without AMX they make the choice. */
+void tpar_gemm_bf16_rates(tpar_gemm_ctx_t *g, double *widen_gflops, double *native_gflops);
+/* oneDNN's implementation of a contiguous bf16 call of this shape made in g (as tpar_gemm_impl). */
+void tpar_gemm_bf16_impl(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, char *out, size_t n);
+
+/* The linear layer with bf16 weights, fp32 output (bias fp32, may be NULL), in context g (NULL:
+ * the default). Inputs in bf16 (training: activations stored in bf16) ... */
+void tpar_matmul_forward_bf16(tpar_gemm_ctx_t *g,
+                              float *out,               // (N, OC)
+                              const tpar_bf16_t *inp,   // (N, C)
+                              const tpar_bf16_t *weight, // (OC, C)
+                              const float *bias,        // (OC) or NULL
+                              int N, int C, int OC);
+/* ... or in fp32 (inference): N <= 8 rows run the bf16 GEMV below (activations stay fp32);
+ * more rows are rounded to bf16 in the context's scratch and run the bf16 GEMM. */
+void tpar_matmul_forward_bf16w(tpar_gemm_ctx_t *g,
+                               float *out,                // (N, OC)
+                               const float *inp,          // (N, C)
+                               const tpar_bf16_t *weight, // (OC, C)
+                               const float *bias,         // (OC) or NULL
+                               int N, int C, int OC);
+/* Backward of tpar_matmul_forward_bf16: dout arrives in fp32 and is rounded to bf16 once (the
+ * context's scratch); dinp += dout @ weight; dweight += dout^T @ inp; dbias += sum of dout
+ * (fp32). Gradients accumulate in fp32; each may be NULL. */
+void tpar_matmul_backward_bf16(tpar_gemm_ctx_t *g,
+                               float *dinp,               // (N, C) or NULL
+                               float *dweight,            // (OC, C) or NULL
+                               float *dbias,              // (OC) or NULL
+                               const float *dout,         // (N, OC)
+                               const tpar_bf16_t *inp,    // (N, C)
+                               const tpar_bf16_t *weight, // (OC, C)
+                               int N, int C, int OC);
+
+/* Small-M linear (decode) with bf16 weights: out (N, OC) = inp (N, C) @ weight^T + bias, fp32
+ * activations and accumulation, each weight widened to fp32 as it is loaded. The same per-element
+ * order as the fp32 GEMV (16 interleaved partial sums over c, a fixed tree, the bias), so the
+ * result is bitwise that of the fp32 GEMV on the widened weights, at any thread count and for any
+ * slice of output rows. N = 1..8 per pass (more rows: chunks of 8). */
+void tpar_gemv_forward_bf16(float *out,                // (N, OC)
+                            const float *inp,          // (N, C)
+                            const tpar_bf16_t *weight, // (OC, C)
+                            const float *bias,         // (OC) or NULL
+                            int N, int C, int OC);
+
+/* int8 weights, blockwise (llama.cpp's q8_0 with an fp32 scale): each weight row is cut into
+ * blocks of TPAR_Q8_BLOCK values along the input dimension; block b of row o holds int8 q and one
+ * scale d = amax / 127, and w ~ d q. A row whose C is not a multiple of 32 ends in a shorter
+ * block (its own amax and scale; nothing is padded). 1 + 4/32 = 1.125 bytes a weight. */
+enum { TPAR_Q8_BLOCK = 32 };
+/* Scales per row: ceil(C / 32). */
+static inline int tpar_q8_blocks(int C) { return (C + TPAR_Q8_BLOCK - 1) / TPAR_Q8_BLOCK; }
+/* The quantiser. Rule: d = amax / 127 in fp32 (amax over the block's |w|; d = 0 for an all-zero
+ * block), q = w / d (fp32 division) rounded to nearest, ties to even, clamped to [-127, 127]. Deterministic
+ * (no thread dependence: rows are independent). TPAR_ERR_INVALID_ARG for a NaN or Inf weight
+ * (nothing is written) or sizes < 1. */
+tpar_status tpar_q8_quantize(int8_t *q,         // (OC, C)
+                             float *scale,      // (OC, ceil(C/32))
+                             const float *w,    // (OC, C)
+                             int OC, int C, tpar_err_t *err);
+/* w = fl(d * q), the weights the GEMV below uses (for references and checkpoints). */
+void tpar_q8_dequantize(float *w,           // (OC, C)
+                        const int8_t *q,    // (OC, C)
+                        const float *scale, // (OC, ceil(C/32))
+                        int OC, int C);
+/* Small-M linear with q8 weights: each weight dequantised in registers to fl(d q), exactly the
+ * fp32 value tpar_q8_dequantize gives, and then the fp32 GEMV's order: bitwise the fp32 GEMV on
+ * the dequantised matrix, at any thread count and for any slice of output rows. Activations stay
+ * fp32 (not quantised). N = 1..8 per pass. */
+void tpar_gemv_forward_q8(float *out,          // (N, OC)
+                          const float *inp,    // (N, C)
+                          const int8_t *q,     // (OC, C)
+                          const float *scale,  // (OC, ceil(C/32))
+                          const float *bias,   // (OC) or NULL
+                          int N, int C, int OC);
+/* The portable loops alone, whatever the build (tests). */
+void tpar_gemv_forward_bf16_portable(float *out, const float *inp, const tpar_bf16_t *weight, const float *bias, int N,
+                                     int C, int OC);
+void tpar_gemv_forward_q8_portable(float *out, const float *inp, const int8_t *q, const float *scale,
+                                   const float *bias, int N, int C, int OC);
+
 /* ---- layernorm (eps 1e-5, biased variance, as GPT-2) ---------------------------------- */
 
 void tpar_layernorm_forward(float *out,          // (N, C)

@@ -23,6 +23,7 @@
 
 typedef struct {
     int ta, tb, M, N, K, lda, ldb, ldc, threads, accumulate;
+    int bf16; /* A and B in bf16 (C stays fp32): oneDNN's bf16 matmul, fp32 accumulation */
     float alpha;
     dnnl_primitive_t prim;
     dnnl_memory_desc_t a_md, b_md, c_md;
@@ -64,15 +65,16 @@ int gemm_dnnl_cached(gemm_dnnl_t *d) { return d ? d->n : 0; }
 
 /* Row-major (rows, cols) with leading dimension ld, read transposed when t: element (i, j) of
  * the logical matrix is at i*ld + j, or at j*ld + i. */
-static int md_init(dnnl_memory_desc_t *md, int rows, int cols, int ld, int t) {
+static int md_init(dnnl_memory_desc_t *md, int rows, int cols, int ld, int t, dnnl_data_type_t dt) {
     dnnl_dims_t dims = {rows, cols};
     dnnl_dims_t strides = {t ? 1 : ld, t ? ld : 1};
-    return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides) == dnnl_success ? 0 : -1;
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides) == dnnl_success ? 0 : -1;
 }
 
 static int make(gemm_dnnl_t *d, entry_t *e) {
-    if (md_init(&e->a_md, e->M, e->K, e->lda, e->ta) || md_init(&e->b_md, e->K, e->N, e->ldb, e->tb) ||
-        md_init(&e->c_md, e->M, e->N, e->ldc, 0))
+    dnnl_data_type_t in = e->bf16 ? dnnl_bf16 : dnnl_f32;
+    if (md_init(&e->a_md, e->M, e->K, e->lda, e->ta, in) || md_init(&e->b_md, e->K, e->N, e->ldb, e->tb, in) ||
+        md_init(&e->c_md, e->M, e->N, e->ldc, 0, dnnl_f32))
         return -1;
     dnnl_matmul_desc_t desc;
     if (dnnl_matmul_desc_init(&desc, &e->a_md, &e->b_md, NULL, &e->c_md) != dnnl_success) return -1;
@@ -105,7 +107,7 @@ static entry_t *lookup(gemm_dnnl_t *d, const entry_t *k, int create) {
     for (int i = 0; i < d->n; i++) {
         entry_t *e = &d->e[i];
         if (e->ta == k->ta && e->tb == k->tb && e->M == k->M && e->N == k->N && e->K == k->K && e->lda == k->lda &&
-            e->ldb == k->ldb && e->ldc == k->ldc && e->threads == k->threads && e->accumulate == k->accumulate &&
+            e->ldb == k->ldb && e->ldc == k->ldc && e->threads == k->threads && e->accumulate == k->accumulate && e->bf16 == k->bf16 &&
             e->alpha == k->alpha)
             return e;
     }
@@ -125,18 +127,19 @@ static entry_t *lookup(gemm_dnnl_t *d, const entry_t *k, int create) {
     return e;
 }
 
-static entry_t key(int ta, int tb, int M, int N, int K, int lda, int ldb, int ldc, float alpha, float beta) {
+static entry_t key(int bf16, int ta, int tb, int M, int N, int K, int lda, int ldb, int ldc, float alpha,
+                   float beta) {
     /* omp_get_max_threads: the threads oneDNN's OpenMP runtime will use; its blocking is
      * chosen for them at creation, so a different count is a different primitive. */
     return (entry_t){.ta = !!ta, .tb = !!tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
-                     .threads = omp_get_max_threads(), .accumulate = beta != 0.0f, .alpha = alpha};
+                     .threads = omp_get_max_threads(), .accumulate = beta != 0.0f, .bf16 = bf16, .alpha = alpha};
 }
 
-int gemm_dnnl_run(gemm_dnnl_t *d, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-                  const float *B, int ldb, float beta, float *C, int ldc) {
+static int run(gemm_dnnl_t *d, int bf16, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
+               const void *B, int ldb, float beta, float *C, int ldc) {
     /* beta is 0 or 1 on the seam (overwrite or accumulate); anything else goes elsewhere. */
     if (!d || (beta != 0.0f && beta != 1.0f)) return -1;
-    entry_t k = key(ta, tb, M, N, K, lda, ldb, ldc, alpha, beta);
+    entry_t k = key(bf16, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta);
     entry_t *e = lookup(d, &k, 1);
     if (!e) return -1;
     dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
@@ -158,12 +161,22 @@ done:
     return rc;
 }
 
-void gemm_dnnl_impl(gemm_dnnl_t *d, int ta, int tb, int M, int N, int K, int lda, int ldb, int ldc, float alpha,
-                    float beta, char *out, size_t n) {
+int gemm_dnnl_run(gemm_dnnl_t *d, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc) {
+    return run(d, 0, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+int gemm_dnnl_run_bf16(gemm_dnnl_t *d, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                       const uint16_t *B, int ldb, float beta, float *C, int ldc) {
+    return run(d, 1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_dnnl_impl(gemm_dnnl_t *d, int bf16, int ta, int tb, int M, int N, int K, int lda, int ldb, int ldc,
+                    float alpha, float beta, char *out, size_t n) {
     if (!n) return;
     out[0] = 0;
     if (!d) return;
-    entry_t k = key(ta, tb, M, N, K, lda, ldb, ldc, alpha, beta);
+    entry_t k = key(bf16, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta);
     entry_t *e = lookup(d, &k, 0);
     if (e) snprintf(out, n, "%s", e->impl);
 }

@@ -13,13 +13,6 @@
 #include "gemm_internal.h"
 #include "gemv.h"
 
-struct tpar_gemm_ctx {
-    pthread_mutex_t mu;
-    tpar_gemm_provider_t force;
-    gemm_dnnl_t *dnnl; /* NULL when oneDNN is not used by this context */
-    tpar_gemm_class_t cls[GEMM_CLASSES];
-};
-
 /* ---- providers ---------------------------------------------------------------------------- */
 
 static int run_openblas(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, int K, float alpha, const float *A,
@@ -124,6 +117,7 @@ tpar_status tpar_gemm_ctx_new(tpar_gemm_provider_t force, tpar_gemm_ctx_t **out,
 void tpar_gemm_ctx_free(tpar_gemm_ctx_t *g) {
     if (!g) return;
     gemm_dnnl_free(g->dnnl);
+    tpar_free(g->scratch[0]), tpar_free(g->scratch[1]);
     pthread_mutex_destroy(&g->mu);
     free(g);
 }
@@ -273,12 +267,28 @@ void tpar_gemm_impl(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, int K, cha
     if (!g) return;
     pthread_mutex_lock(&g->mu);
     /* the contiguous case, alpha 1; the accumulating variant first (what backward runs) */
-    gemm_dnnl_impl(g->dnnl, ta, tb, M, N, K, ta ? M : K, tb ? K : N, N, 1.0f, 1.0f, out, n);
-    if (n && !out[0]) gemm_dnnl_impl(g->dnnl, ta, tb, M, N, K, ta ? M : K, tb ? K : N, N, 1.0f, 0.0f, out, n);
+    gemm_dnnl_impl(g->dnnl, 0, ta, tb, M, N, K, ta ? M : K, tb ? K : N, N, 1.0f, 1.0f, out, n);
+    if (n && !out[0]) gemm_dnnl_impl(g->dnnl, 0, ta, tb, M, N, K, ta ? M : K, tb ? K : N, N, 1.0f, 0.0f, out, n);
     pthread_mutex_unlock(&g->mu);
 }
 
 /* ---- the seam ------------------------------------------------------------------------------ */
+
+void gemm_run_locked(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc) {
+    tpar_gemm_provider_t p = choose(g, ta, tb, M, K);
+    if (!providers[p].gemm) p = preferred(g);
+    if (p == TPAR_GEMM_OPENBLAS || providers[p].gemm(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        run_openblas(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void *gemm_scratch_locked(tpar_gemm_ctx_t *g, int slot, size_t bytes) {
+    if (bytes <= g->scratch_bytes[slot]) return g->scratch[slot];
+    tpar_free(g->scratch[slot]);
+    g->scratch[slot] = tpar_calloc_aligned(bytes, 1);
+    g->scratch_bytes[slot] = g->scratch[slot] ? bytes : 0;
+    return g->scratch[slot];
+}
 
 void tpar_gemm(tpar_gemm_ctx_t *g, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc) {
