@@ -51,7 +51,7 @@ tpar_status tpar_check_dims(tpar_err_t *err, const char *what, int ndims, ...);
  * <= 8 decode, <= 512, more) gets its provider at tpar_gemm_init or its first call: by the CPU's features
  * (oneDNN when it has AVX2 or better, never OpenBLAS's core-name table) unless a short
  * measurement on the class's probe shape (a GPT-2 small layer at 4, 256 or 512 tokens) finds
- * another provider at least 15% faster. A fixed probe and the margin keep the choice the same
+ * another provider at least 1.3x faster (on one thread). A fixed probe and the margin keep the choice the same
  * from run to run and model to model.
  *
  * A context (tpar_gemm_ctx_t) holds the choices and oneDNN's primitives, cached per shape,

@@ -65,7 +65,7 @@ static int print_gemm(void) {
     }
     tpar_gemm_class_t cls[TPAR_GEMM_CLASSES];
     tpar_gemm_classes(g, cls);
-    printf("gemm:         TPAR_GEMM=%s; per shape class, measured at its first call (%d threads):\n",
+    printf("gemm:         TPAR_GEMM=%s; per shape class, measured at its first call, on one thread (ranks run %d):\n",
            tpar_gemm_provider_name(tpar_gemm_ctx_force(g)), threads);
     printf("  %-26s %-18s", "class", "probe MxNxK");
     for (int p = 1; p < TPAR_GEMM_N_PROVIDERS; p++) printf(" %10s", tpar_gemm_provider_name((tpar_gemm_provider_t)p));
@@ -82,7 +82,7 @@ static int print_gemm(void) {
     }
     if (tpar_gemm_ctx_force(g) != TPAR_GEMM_AUTO) printf("  (forced: nothing measured)\n");
     printf("  (GFLOP/s on the class's probe shape, weights in cache; auto keeps oneDNN on AVX2+ CPUs, and gemv for\n"
-           "  1-8 row forwards, which stream their weights from memory, unless another is >= 15%% faster)\n");
+           "  1-8 row forwards, which stream their weights from memory, unless another is >= 1.3x faster; measured on one thread)\n");
     tpar_gemm_peak_t pk;
     if (tpar_gemm_peak_flops(1024, 2, &pk, &err)) {
         tpar_cli_error("info", "%s", err.msg);

@@ -160,7 +160,7 @@ int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const
 
 #define SHM_DIR "/dev/shm"
 #define VADER_PREFIX "vader_segment."
-#define STALE_AGE_S 2 /* beyond the moment between a segment's creation and its mapping */
+#define STALE_AGE_S 10.0 /* well beyond the moment between a segment's creation and its mapping, on a loaded host */
 
 /* Does any process hold open or map one of the n paths? Sets used[i]. Returns -1 when a
  * process could not be inspected (another user's, without the right to read it). Each
@@ -212,7 +212,8 @@ int tpar_cli_sweep_stale_shm(void) {
     enum { MAX_CAND = 256 };
     char (*cand)[PATH_MAX] = NULL;
     int *used = NULL, n = 0, private_only = 1, removed = 0;
-    time_t now = time(NULL);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
     struct dirent *e;
     while ((e = readdir(d)) && n < MAX_CAND) {
         if (strncmp(e->d_name, VADER_PREFIX, strlen(VADER_PREFIX))) continue;
@@ -220,7 +221,8 @@ int tpar_cli_sweep_stale_shm(void) {
         snprintf(path, sizeof path, "%s/%s", SHM_DIR, e->d_name);
         struct stat st;
         /* ours, a plain file, untouched for a while (a job starting now may not have mapped it yet) */
-        if (lstat(path, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || now - st.st_mtime < STALE_AGE_S)
+        if (lstat(path, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+            (double)(now.tv_sec - st.st_mtim.tv_sec) + 1e-9 * (double)(now.tv_nsec - st.st_mtim.tv_nsec) < STALE_AGE_S)
             continue;
         if (!cand) {
             cand = calloc(MAX_CAND, sizeof *cand);

@@ -165,7 +165,7 @@ tpar_status tpar_gemm_init(tpar_err_t *err) {
 
 /* ---- the choice per shape class ---------------------------------------------------------- */
 
-/* Best rate of provider p over 3 samples on an (M, N, K) call with contiguous operands; each
+/* Best rate of provider p over 5 samples on an (M, N, K) call with contiguous operands; each
  * sample repeats the call to ~2e7 FLOP (at least once; ~0.2-1.5 ms here), so a class costs a
  * few ms per provider: short enough not to stall ranks that decide in the middle of a step. 0 if
  * it cannot run. */
@@ -183,7 +183,7 @@ static double measure(tpar_gemm_ctx_t *g, tpar_gemm_provider_t p, int ta, int tb
             : pv->gemm(g, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc))
     if (CALL()) return 0; /* warm-up: makes oneDNN's primitive, pages the buffers in */
     double best = 0;
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < 5; s++) {
         double t0 = tpar_now();
         for (int i = 0; i < iters; i++) CALL();
         double dt = tpar_now() - t0;
@@ -208,9 +208,11 @@ static tpar_gemm_provider_t preferred_for(const tpar_gemm_ctx_t *g, int c) {
 
 /* Decides class c: measures every available provider on the class's probe shape, a GPT-2
  * small layer at the bucket's token count (4, 256 or 512 tokens; 1024 x 768 weights), and keeps
- * the preferred provider unless another is >= 15% faster. A fixed probe (not the first call's
- * shape) makes the choice the same for every model and every run on a machine, unless the
- * providers are within noise of each other there. Caller holds g->mu. */
+ * the preferred provider unless another is >= 1.3x faster. Each provider runs on one thread (per
+ * core: on a busy host a descheduled OpenMP thread made oneDNN and the GEMV look 30-60x slower
+ * than a one-thread OpenBLAS), best of the samples. A fixed probe (not the first call's shape)
+ * makes the choice the same for every model and every run on a machine, unless the providers
+ * are within noise of each other there (TPAR_GEMM fixes it). Caller holds g->mu. */
 static void decide(tpar_gemm_ctx_t *g, int c) {
     tpar_gemm_class_t *k = &g->cls[c];
     static const int tokens[GEMM_BUCKETS] = {4, 256, 512};
@@ -225,11 +227,15 @@ static void decide(tpar_gemm_ctx_t *g, int c) {
     if (a && b && cc) {
         for (size_t i = 0; i < (size_t)m * kk; i++) a[i] = (float)((i * 7) % 13) * 0.01f;
         for (size_t i = 0; i < (size_t)kk * n; i++) b[i] = (float)((i * 5) % 11) * 0.01f;
+        int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        openblas_set_num_threads(1);
         for (int p = 1; p < TPAR_GEMM_N_PROVIDERS; p++)
             if (available(g, p)) k->gflops[p] = measure(g, p, ta, tb, m, n, kk, beta, a, b, cc) / 1e9;
+        omp_set_num_threads(threads);
         double keep = k->gflops[k->chosen];
         for (int p = 1; p < TPAR_GEMM_N_PROVIDERS; p++)
-            if (k->gflops[p] > 1.15 * keep && k->gflops[p] > k->gflops[k->chosen]) k->chosen = p;
+            if (k->gflops[p] > 1.3 * keep && k->gflops[p] > k->gflops[k->chosen]) k->chosen = p;
     }
     tpar_free(a), tpar_free(b), tpar_free(cc);
 }
