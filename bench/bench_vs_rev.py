@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 
+RESULT_MFU = {}  # (binary, model, tp, B, T) -> the best mean MFU the binary printed (each its own peak)
 PROMPT = ("To be, or not to be: that is the question. " * 4)[:64]
 
 
@@ -54,6 +55,8 @@ def train_tps(tpar, src, work, model, tp, B, T, steps):
     rows = [json.loads(l) for l in open(metrics) if l.strip()]
     rows = [x for x in rows if "ms" in x][1:]
     ms = sum(x["ms"] for x in rows) / len(rows)
+    mfu = sum(x.get("mfu", 0.0) for x in rows) / len(rows)
+    RESULT_MFU[(tpar, model, tp, B, T)] = max(mfu, RESULT_MFU.get((tpar, model, tp, B, T), 0.0))
     return B * T * 1e3 / ms
 
 
@@ -122,6 +125,10 @@ def main():
                 print("%-42s %12.2f %12.2f %8.2fx" % (name + " tok/s", o[1], n[1], n[1] / o[1]))
             else:
                 print("%-42s %12.1f %12.1f %8.2fx" % (name, o, n, n / o))
+        print("\nMFU as each binary printed it (the new one against the machine's best GEMM rate x cores used;")
+        print("the old one against its own OpenBLAS sgemm):")
+        for (b, model, tp, B, T), v in sorted(RESULT_MFU.items(), key=lambda kv: (kv[0][2:], kv[0][0])):
+            print("  %-4s %s TP=%d B=%d T=%d: %5.1f%%" % ("new" if b == a.new else "old", model, tp, B, T, 100 * v))
     finally:
         if tree:
             subprocess.run(["git", "-C", a.src, "worktree", "remove", "--force", tree],
