@@ -128,6 +128,14 @@ try:
     check("step " not in out, "lock: the second job fails before any step:\n" + out)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
+    # p.wait() returns when the launcher is gone; its ranks (same group, killed together) may still be
+    # exiting, and the lock goes with the last descriptor: wait, bounded, until the whole group is gone.
+    for _ in range(200):
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     out = train("--steps", 2, "--save-dir", d)
     check("saved checkpoint step 2" in out, "lock: released by kill -9 of the holder:\n" + out)
     out = train("--tp", 2, "--steps", 4, "--save-every", 2, "--save-dir", os.path.join(tmp, "restart"),
