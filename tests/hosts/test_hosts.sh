@@ -52,6 +52,26 @@ layout)
     # shaping: the links of a --rate run carry a tbf qdisc
     timeout 60 "$hosts" run -n 2 --rate 1gbit -- tc qdisc show dev eth0 >"$out" 2>&1
     check "tbf on the link" "qdisc tbf .* rate 1Gbit"
+    # a host that is not in the test bed: the agent says so and mpirun gives up
+    bed "timeout 60 $mpirun --host tparh1-h7 -np 1 true"
+    rc=$?
+    checks=$((checks + 1))
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || { failed=$((failed + 1)); echo "FAIL: unknown host: status $rc"; cat "$out"; }
+    check "unknown host named" "nsexec-agent: no namespace 'tparh1-h7'"
+    # cleanup removes the namespaces of a run whose process is gone (here: one made by hand
+    # under the pid of a process that has exited), and keeps those of live runs
+    (exit 0) &
+    dead=$!
+    wait
+    ip netns add "tparh$dead-h0" && ip netns add "tparh$dead-br"
+    ip netns add "tparh$$-h0"
+    "$hosts" cleanup >"$out" 2>&1
+    check "cleanup removes the stale run" "removed tparh$dead "
+    check "cleanup keeps a live run" "tparh$$ belongs to live process $$; kept"
+    checks=$((checks + 1))
+    left=$("$hosts" list | grep -c -e "^tparh$dead-")
+    [ "$left" -eq 0 ] || { failed=$((failed + 1)); echo "FAIL: cleanup left $left namespaces of tparh$dead"; }
+    ip netns del "tparh$$-h0"
     expect 2 "--rate expects e.g. 1gbit" -- "$hosts" run --rate fast -- true
     expect 2 "no command after --" -- "$hosts" run -n 2
     ;;
