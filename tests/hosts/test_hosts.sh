@@ -5,7 +5,8 @@
 #   collectives BACKEND   tests/comm/test_collectives through mpi or hier across the hosts
 #   kill BACKEND a rank on the second host killed with SIGKILL ends the job, named, within the bound
 #   train        tpar train --tp 2 --dp 2 across 2 hosts vs 1 host: bit-identical (see below);
-#                a TP group across hosts refused, and accepted with --allow-tp-across-hosts
+#                tpar generate (greedy) across hosts vs 1 host: the same text; a TP group
+#                across hosts refused by tpar train, and accepted with --allow-tp-across-hosts
 # Every mode checks that no namespace of the test bed is left afterwards.
 # usage: test_hosts.sh MODE [BACKEND] TPAR TEST_COLLECTIVES TEST_FAIL DATA
 set -u
@@ -126,6 +127,26 @@ train)
         if [ -z "$a" ] || [ -z "$b" ] || ! cmp -s "$a" "$b"; then
             failed=$((failed + 1))
             echo "FAIL: $f after 6 steps differs between 1 and 2 hosts (or is missing): '$a' '$b'"
+        fi
+    done
+    # tpar generate on the 2-host checkpoint, greedy: TP=4 on 2 hosts x 2 ranks and TP=2 with its
+    # two ranks on different hosts, against the same TP on 1 host. TP=2 sums two operands (exact
+    # in any order); TP=4's sums may round differently over MPI than over shm, so its logits agree
+    # within rounding and greedy text is compared (a near-tie could flip it; none in this model).
+    gen="generate --ckpt $work/two --prompt ROMEO: --tokens 40 --temperature 0"
+    for tp in 2 4; do
+        timeout 60 $tpar $gen --tp $tp >"$work/gen1_$tp.txt" 2>"$out" || { checks=$((checks + 1)); failed=$((failed + 1)); echo "FAIL: generate --tp $tp on 1 host"; cat "$out"; }
+    done
+    bed "$mpirun --map-by node -np 2 $tpar $gen --tp 2 >$work/gen2_2.txt && $mpirun -np 4 $tpar $gen --tp 4 >$work/gen2_4.txt"
+    rc=$?
+    checks=$((checks + 1))
+    [ $rc -eq 0 ] || { failed=$((failed + 1)); echo "FAIL: generate on 2 hosts: status $rc"; cat "$out"; }
+    for tp in 2 4; do
+        checks=$((checks + 1))
+        if [ ! -s "$work/gen1_$tp.txt" ] || ! cmp -s "$work/gen1_$tp.txt" "$work/gen2_$tp.txt"; then
+            failed=$((failed + 1))
+            echo "FAIL: generate --tp $tp: 1 host and 2 hosts differ:"
+            cat "$work/gen1_$tp.txt" "$work/gen2_$tp.txt" 2>&1
         fi
     done
     # --map-by node puts ranks 0 and 1 (one TP group) on different hosts: refused before any step
