@@ -33,6 +33,7 @@ if ! command -v mpirun >/dev/null 2>&1; then
 fi
 mpirun="mpirun --allow-run-as-root --oversubscribe"
 # every bound is a `timeout`: a hang fails the test instead of holding CTest until its limit
+"$hosts" cleanup >/dev/null 2>&1 # what killed runs left (dead pids only), so before/after compare ours
 before=$("$hosts" list)
 
 # bed CMD: runs CMD (a shell command line) in host 0 of a fresh 2-host test bed; output in $out
