@@ -6,7 +6,7 @@
 set -eu
 
 build_pkgs="gcc make cmake pkg-config libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin libjansson-dev zlib1g-dev libpcre2-dev"
-test_pkgs="python3 python3-numpy python3-torch chromium"
+test_pkgs="python3 python3-numpy python3-torch chromium iproute2 clang libclang-rt-14-dev"
 
 case "${1:-build}" in
 build) want=$build_pkgs ;;

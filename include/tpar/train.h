@@ -48,6 +48,8 @@ typedef struct {
     const char *report;  /* HTML page (tpar report) rewritten at each validation by rank 0; needs metrics */
     const char *command; /* the command line, for the metrics header (NULL: not recorded) */
     tpar_progress_t progress; /* long work (checkpoints) of this rank reports here (zero: nowhere) */
+    int allow_tp_across_hosts; /* 1: run even when a TP group's ranks are on several hosts (else
+                                  refused before any work; docs/HOSTS.md) */
     int nonfinite_skip;  /* a step whose loss or gradients are not finite: 0 stops the run with an
                             error naming the step and the first non-finite tensor (default), 1
                             skips its update (counted as skipped steps) and goes on */

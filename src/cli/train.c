@@ -24,6 +24,8 @@ static void usage(FILE *f) {
             "  --tp N, --dp N      tensor- and data-parallel sizes (default 1, 1)\n"
             "  --sp                sequence parallelism: the TP ranks split the residual stream along the\n"
             "                      tokens (needs batch*seq divisible by --tp; same results, less memory)\n"
+            "  --allow-tp-across-hosts  run even when a TP group's ranks are on different hosts (under\n"
+            "                      mpirun; refused by default: TP all-reduces in every layer, docs/HOSTS.md)\n"
             "  --dropout P         dropout probability (default 0)\n"
             "batch and schedule:\n"
             "  --batch B           sequences per micro-batch per DP rank (default %d)\n"
@@ -60,7 +62,7 @@ static void usage(FILE *f) {
 enum {
     O_MODEL = 256, O_TP, O_DP, O_BATCH, O_SEQ, O_ACCUM, O_STEPS, O_SEED, O_LR, O_WARMUP, O_WD, O_CLIP, O_DATA,
     O_VAL_EVERY, O_VAL_BATCHES, O_METRICS, O_SAVE_DIR, O_SAVE_EVERY, O_KEEP, O_RESUME, O_DROPOUT, O_SAMPLE,
-    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS, O_SP, O_REPORT, O_NONFINITE
+    O_TEMP, O_LOG_EVERY, O_MAX_RESTARTS, O_SP, O_REPORT, O_NONFINITE, O_TP_HOSTS
 };
 
 /* The command line as typed, for the metrics header: words with spaces or quotes are quoted. */
@@ -96,7 +98,7 @@ int tpar_cmd_train(int argc, char **argv) {
         {"val-batches", required_argument, 0, O_VAL_BATCHES}, {"metrics", required_argument, 0, O_METRICS},
         {"save-dir", required_argument, 0, O_SAVE_DIR}, {"save-every", required_argument, 0, O_SAVE_EVERY},
         {"keep", required_argument, 0, O_KEEP},         {"resume", no_argument, 0, O_RESUME},
-        {"sp", no_argument, 0, O_SP},
+        {"sp", no_argument, 0, O_SP},                   {"allow-tp-across-hosts", no_argument, 0, O_TP_HOSTS},
         {"dropout", required_argument, 0, O_DROPOUT},   {"sample", required_argument, 0, O_SAMPLE},
         {"temperature", required_argument, 0, O_TEMP},  {"log-every", required_argument, 0, O_LOG_EVERY},
         {"max-restarts", required_argument, 0, O_MAX_RESTARTS}, {"report", required_argument, 0, O_REPORT},
@@ -121,6 +123,7 @@ int tpar_cmd_train(int argc, char **argv) {
         case O_SAVE_DIR: c.save_dir = a; break;
         case O_RESUME: c.resume = 1; break;
         case O_SP: c.sp = 1; break;
+        case O_TP_HOSTS: c.allow_tp_across_hosts = 1; break;
         case O_NONFINITE:
             if (!strcmp(a, "stop") || !strcmp(a, "skip")) {
                 c.nonfinite_skip = !strcmp(a, "skip");

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "placement.h"
 #include "restart.h"
 #include "tpar/comm.h"
 #include "tpar/fault.h"
@@ -505,6 +506,10 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     j->rank = tpar_comm_rank(j->world);
     res->config_error = 1;
     if ((st = tpar_train_validate(c, tpar_comm_size(j->world), err))) return st;
+    // The hosts of the ranks: a TP group across hosts is refused (the same verdict on every rank)
+    char placement[1024] = "";
+    if ((st = train_placement(j->world, c->tp, c->allow_tp_across_hosts, placement, sizeof placement, err)))
+        return st;
     res->config_error = 0;
     if (c->save_dir && (st = agree(j, lock_save_dir(j, err), "save directory", err))) {
         res->same_error = 1; // rank 0's message is the one that says why: it alone prints
@@ -562,6 +567,7 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
                "%d tokens x %d accum x %d DP | %d steps from step %d\n",
                c->model, tpar_gpt2_num_params(&mc), mc.n_layer, mc.n_embd, mc.n_head, mc.vocab_size, c->tp, c->dp,
                j->m->sp ? " (sequence parallel)" : "", c->batch, c->seq, c->accum, c->dp, c->steps, *start);
+        if (c->tp * c->dp > 1) printf("%s\n", placement);
         printf("data %s: %zu train / %zu validation tokens\n", c->data, j->train.n, j->val.n);
         printf("compute: %d threads per rank, %d cores used | GEMM %s | peak GEMM %d^3: %.1f GFLOP/s per core (%s; "
                "openblas %.1f) | MFU against %.1f GFLOP/s\n",
