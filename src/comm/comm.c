@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "comm_internal.h"
 #include "tpar/fault.h"
 
 #define DEFAULT_TIMEOUT_S 60.0

@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "comm_internal.h"
 
 struct mpi_comm {
     MPI_Comm comm;       /* all members */

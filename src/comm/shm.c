@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "comm_internal.h"
 
 #define ARENA_MAGIC 0x74706172415245ull /* "tparARE" */
 #define REGION_MAGIC 0x7470617252474eull
