@@ -137,6 +137,14 @@ TPAR_API tpar_status tpar_comm_alltoall(tpar_comm_t *comm, const void *sendbuf, 
                                         tpar_dtype dt);
 TPAR_API tpar_status tpar_comm_barrier(tpar_comm_t *comm);
 
+/* Agreeing on a status: a collective over comm (one all-reduce) after which every rank knows
+ * the worst status of all (the largest code; the lowest rank among those that have it).
+ * Returns this rank's own status when it failed (err untouched: it holds this rank's message);
+ * when only others failed, the worst of theirs, with err saying "<what>: another rank failed
+ * (rank R: <status>)"; when the all-reduce itself fails, its status, with err saying
+ * "<what>: <the communicator's message>". TPAR_OK when every rank passed TPAR_OK. */
+TPAR_API tpar_status tpar_comm_agree(tpar_comm_t *comm, tpar_status status, const char *what, tpar_err_t *err);
+
 /* Point to point (not collective): matched by (source, tag) in order. */
 TPAR_API tpar_status tpar_comm_send(tpar_comm_t *comm, const void *buf, size_t count, tpar_dtype dt, int dst,
                                     int tag);

@@ -430,6 +430,22 @@ tpar_status tpar_comm_recv(tpar_comm_t *comm, void *buf, size_t count, tpar_dtyp
     return p2p(comm, COLL_RECV, NULL, buf, count, dt, src, tag);
 }
 
+/* ---- agreeing on a status ---------------------------------------------------------------------- */
+
+tpar_status tpar_comm_agree(tpar_comm_t *comm, tpar_status status, const char *what, tpar_err_t *err) {
+    if (!what) what = "agreeing on a status";
+    if (!comm) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "%s: tpar_comm_agree: comm is NULL", what);
+    /* One int64 all-reduce (max): the status in the high half, INT32_MAX - rank in the low half,
+     * so the maximum is the worst status and, among its ranks, the lowest. */
+    int64_t v = ((int64_t)status << 32) | (int64_t)(INT32_MAX - comm->rank);
+    tpar_status cs = tpar_comm_allreduce(comm, TPAR_IN_PLACE, &v, 1, TPAR_I64, TPAR_MAX);
+    if (cs) return tpar_err_set(err, cs, "%s: %s", what, tpar_comm_error(comm));
+    tpar_status worst = (tpar_status)(v >> 32);
+    if (status || !worst) return status;
+    int who = INT32_MAX - (int)(v & 0xffffffff);
+    return tpar_err_set(err, worst, "%s: another rank failed (rank %d: %s)", what, who, tpar_status_str(worst));
+}
+
 /* ---- non-blocking calls ------------------------------------------------------------------------ */
 
 static tpar_status start(tpar_comm_t *comm, coll_t *k, tpar_status st, tpar_request_t **req) {
