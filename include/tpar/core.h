@@ -11,6 +11,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The public API: libtpar is compiled with hidden visibility by default, and only what a
+ * public header marks TPAR_API is exported (see docs/ARCHITECTURE.md, "Library hygiene"). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TPAR_API __attribute__((visibility("default")))
+#else
+#define TPAR_API
+#endif
+
 #define TPAR_VERSION_MAJOR 0
 #define TPAR_VERSION_MINOR 1
 #define TPAR_VERSION_PATCH 0
@@ -33,7 +41,7 @@ typedef enum {
 } tpar_status;
 
 /* A short stable name for a status ("invalid argument", "timeout", ...). Never NULL. */
-const char *tpar_status_str(tpar_status s);
+TPAR_API const char *tpar_status_str(tpar_status s);
 
 /* Caller-owned error detail. The message says what went wrong, where, and
  * when useful a hint; it is empty when no error has been recorded. */
@@ -45,38 +53,38 @@ typedef struct {
 
 /* Records code and a formatted message in err (err may be NULL) and returns code,
  * so a failing function can `return tpar_err_set(err, TPAR_ERR_SHAPE, "...", ...);`. */
-tpar_status tpar_err_set(tpar_err_t *err, tpar_status code, const char *fmt, ...)
+TPAR_API tpar_status tpar_err_set(tpar_err_t *err, tpar_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-tpar_status tpar_err_setv(tpar_err_t *err, tpar_status code, const char *fmt, va_list ap);
-void tpar_err_clear(tpar_err_t *err);
+TPAR_API tpar_status tpar_err_setv(tpar_err_t *err, tpar_status code, const char *fmt, va_list ap);
+TPAR_API void tpar_err_clear(tpar_err_t *err);
 
 /* Monotonic wall-clock time in seconds (CLOCK_MONOTONIC). */
-double tpar_now(void);
+TPAR_API double tpar_now(void);
 
 /* Reads an integer environment variable. Unset or empty leaves *out = def and
  * returns TPAR_OK; a value that is not an integer in [lo, hi] is an error naming
  * the variable. */
-tpar_status tpar_env_int(const char *name, long long def, long long lo, long long hi, long long *out,
-                         tpar_err_t *err);
+TPAR_API tpar_status tpar_env_int(const char *name, long long def, long long lo, long long hi, long long *out,
+                                  tpar_err_t *err);
 /* Same for a floating-point value in [lo, hi]. */
-tpar_status tpar_env_double(const char *name, double def, double lo, double hi, double *out,
-                            tpar_err_t *err);
+TPAR_API tpar_status tpar_env_double(const char *name, double def, double lo, double hi, double *out,
+                                     tpar_err_t *err);
 
 /* Parses a whole string as an integer in [lo, hi]; no trailing junk, no overflow. */
-tpar_status tpar_parse_int(const char *s, long long lo, long long hi, long long *out);
+TPAR_API tpar_status tpar_parse_int(const char *s, long long lo, long long hi, long long *out);
 /* Parses a whole string as a finite double in [lo, hi]. */
-tpar_status tpar_parse_double(const char *s, double lo, double hi, double *out);
+TPAR_API tpar_status tpar_parse_double(const char *s, double lo, double hi, double *out);
 
 /* 64-byte aligned, zero-filled allocation (cache line / AVX-512 friendly).
  * Returns NULL on failure or size overflow; free with tpar_free. */
-void *tpar_calloc_aligned(size_t count, size_t elem_size);
-void tpar_free(void *p);
+TPAR_API void *tpar_calloc_aligned(size_t count, size_t elem_size);
+TPAR_API void tpar_free(void *p);
 
 /* count * elem_size without overflow: returns 0 and sets *out, or -1 on overflow. */
-int tpar_mul_size(size_t count, size_t elem_size, size_t *out);
+TPAR_API int tpar_mul_size(size_t count, size_t elem_size, size_t *out);
 
 /* Number of online CPU cores (at least 1). */
-int tpar_num_cores(void);
+TPAR_API int tpar_num_cores(void);
 
 /* Build configuration, as compiled in. */
 typedef struct {
@@ -89,11 +97,11 @@ typedef struct {
     char mpi_library[256];   /* MPI library version (first line), or "" */
     const char *sanitize;    /* "" or "address", "undefined", ... */
 } tpar_build_info_t;
-void tpar_build_info(tpar_build_info_t *out);
+TPAR_API void tpar_build_info(tpar_build_info_t *out);
 
 /* Progress of long work (loading or saving a checkpoint, ...). The library does not print: it
  * calls fn with what it is doing, the units done so far and the total (bytes), first with
- * done = 0 and last with done = total; the program draws it (src/cli/progress.c: a bar with
+ * done = 0 and last with done = total; the program draws it (src/cli/cli_progress.c: a bar with
  * rate and ETA on a terminal, plain periodic lines otherwise). A zero tpar_progress_t (fn NULL)
  * reports nothing. */
 typedef void (*tpar_progress_fn)(void *ctx, const char *what, uint64_t done, uint64_t total);
@@ -101,7 +109,7 @@ typedef struct {
     tpar_progress_fn fn;
     void *ctx;
 } tpar_progress_t;
-void tpar_progress_report(const tpar_progress_t *p, const char *what, uint64_t done, uint64_t total);
+TPAR_API void tpar_progress_report(const tpar_progress_t *p, const char *what, uint64_t done, uint64_t total);
 
 /* Turns progress reports into lines to draw: silent for the first `delay` seconds (short work
  * shows nothing), then a line at most every `every` seconds, and a final one when the work
@@ -117,7 +125,7 @@ typedef struct {
  * line is due: bar = 1 gives "what [#####.....]  45%  12.3 MiB/s  ETA 3 s" for redrawing in
  * place, bar = 0 "what: 45% (12.0 of 26.7 MiB), 12.3 MiB/s, ETA 3 s"; the final line says
  * "done" and the mean rate. *final (may be NULL) is set to 1 on the final line. */
-int tpar_meter_update(tpar_meter_t *m, const char *what, uint64_t done, uint64_t total, double now, int bar,
-                      double delay, double every, char *line, size_t n, int *final);
+TPAR_API int tpar_meter_update(tpar_meter_t *m, const char *what, uint64_t done, uint64_t total, double now, int bar,
+                               double delay, double every, char *line, size_t n, int *final);
 
 #endif /* TPAR_CORE_H */

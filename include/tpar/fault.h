@@ -39,23 +39,23 @@ typedef enum {
 
 /* Checks the syntax of TPAR_FAULT (OK when unset), so that a CLI can reject a bad value
  * before it starts ranks. */
-tpar_status tpar_fault_check_env(tpar_err_t *err);
+TPAR_API tpar_status tpar_fault_check_env(tpar_err_t *err);
 
 /* A point where a fault may be injected: records n on this rank's board slot (steps and saves)
  * and fires the fault of TPAR_FAULT when it matches this rank, site, n and attempt. */
-void tpar_fault_point(tpar_fault_site site, long long n);
+TPAR_API void tpar_fault_point(tpar_fault_site site, long long n);
 
 /* 1 when TPAR_FAULT asks for a NaN in this rank's gradients at step `step` (kind=nan); the
  * caller injects it. 0 otherwise (always when TPAR_FAULT is unset). */
-int tpar_fault_nan(long long step);
+TPAR_API int tpar_fault_nan(long long step);
 
 /* Called by the comm front end as each call starts: counts it, records it on the board
  * ("allreduce #37 (4096 x f32) on 2 ranks"; seq is its number on its communicator), then
  * fires a coll=N fault that matches. */
-void tpar_fault_coll(const char *name, unsigned long long seq, size_t count, const char *dtype, int comm_size);
+TPAR_API void tpar_fault_coll(const char *name, unsigned long long seq, size_t count, const char *dtype, int comm_size);
 
 /* Leaves this rank's error message on the board (the supervisor prints it). */
-void tpar_fault_note_error(const char *msg);
+TPAR_API void tpar_fault_note_error(const char *msg);
 
 /* ---- supervisor side ----------------------------------------------------------------------- */
 typedef struct tpar_fault_board tpar_fault_board_t;
@@ -69,10 +69,10 @@ typedef struct {
 } tpar_fault_slot_t;
 
 /* An inheritable memfd of world_size slots (not CLOEXEC: ranks get it through exec). */
-tpar_status tpar_fault_board_create(int world_size, tpar_fault_board_t **out, tpar_err_t *err);
-int tpar_fault_board_fd(const tpar_fault_board_t *b);
-void tpar_fault_board_clear(tpar_fault_board_t *b); /* before each attempt */
-void tpar_fault_board_read(const tpar_fault_board_t *b, int rank, tpar_fault_slot_t *out);
-void tpar_fault_board_free(tpar_fault_board_t *b);
+TPAR_API tpar_status tpar_fault_board_create(int world_size, tpar_fault_board_t **out, tpar_err_t *err);
+TPAR_API int tpar_fault_board_fd(const tpar_fault_board_t *b);
+TPAR_API void tpar_fault_board_clear(tpar_fault_board_t *b); /* before each attempt */
+TPAR_API void tpar_fault_board_read(const tpar_fault_board_t *b, int rank, tpar_fault_slot_t *out);
+TPAR_API void tpar_fault_board_free(tpar_fault_board_t *b);
 
 #endif /* TPAR_FAULT_H */

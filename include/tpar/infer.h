@@ -53,16 +53,16 @@ typedef struct {
 } tpar_infer_t;
 
 /* Sets up the cache for up to T_max tokens on model m (T_max <= m->T). */
-tpar_status tpar_infer_init(tpar_infer_t *s, tpar_gpt2_t *m, int T_max, tpar_err_t *err);
-void tpar_infer_free(tpar_infer_t *s); /* NULL and a zeroed struct are fine */
+TPAR_API tpar_status tpar_infer_init(tpar_infer_t *s, tpar_gpt2_t *m, int T_max, tpar_err_t *err);
+TPAR_API void tpar_infer_free(tpar_infer_t *s); /* NULL and a zeroed struct are fine */
 
 /* Empties the cache and runs the n tokens (1 <= n <= T_max) at positions 0 .. n-1.
  * logits (V, may be NULL): the full-vocabulary logits after the last token. */
-tpar_status tpar_infer_prefill(tpar_infer_t *s, const int *tokens, int n, float *logits, tpar_err_t *err);
+TPAR_API tpar_status tpar_infer_prefill(tpar_infer_t *s, const int *tokens, int n, float *logits, tpar_err_t *err);
 
 /* Runs one token at position s->pos (< T_max) using the cache, then appends its K and V.
  * logits (V, may be NULL): the full-vocabulary logits after it. */
-tpar_status tpar_infer_decode(tpar_infer_t *s, int token, float *logits, tpar_err_t *err);
+TPAR_API tpar_status tpar_infer_decode(tpar_infer_t *s, int token, float *logits, tpar_err_t *err);
 
 /* ---- sampling ---------------------------------------------------------------------------- */
 
@@ -74,11 +74,11 @@ typedef struct {
 
 /* The token drawn from logits (V) for the i-th generated token. Deterministic: the same
  * logits, settings and i give the same token on every rank. work: V floats. */
-int tpar_sample(const tpar_sampler_t *sp, const float *logits, int V, uint64_t i, float *work);
+TPAR_API int tpar_sample(const tpar_sampler_t *sp, const float *logits, int V, uint64_t i, float *work);
 
 /* TPAR_ERR_INVALID_ARG with a message for settings out of range (temperature < 0 or not
  * finite, top_k < 0). */
-tpar_status tpar_sampler_check(const tpar_sampler_t *sp, tpar_err_t *err);
+TPAR_API tpar_status tpar_sampler_check(const tpar_sampler_t *sp, tpar_err_t *err);
 
 /* ---- generation ---------------------------------------------------------------------------- */
 
@@ -96,9 +96,9 @@ typedef struct {
 
 /* Prefills the prompt (1 <= n <= s->T_max tokens) then produces k >= 1 tokens into out (k),
  * sliding the window when the cache is full (see the top of this file). on_token may be NULL. */
-tpar_status tpar_infer_generate(tpar_infer_t *s, const int *prompt, int n, int k, const tpar_sampler_t *sp,
-                                int *out, tpar_token_fn on_token, void *ctx, tpar_generate_stats_t *stats,
-                                tpar_err_t *err);
+TPAR_API tpar_status tpar_infer_generate(tpar_infer_t *s, const int *prompt, int n, int k, const tpar_sampler_t *sp,
+                                         int *out, tpar_token_fn on_token, void *ctx, tpar_generate_stats_t *stats,
+                                         tpar_err_t *err);
 
 /* ---- models for inference -------------------------------------------------------------- */
 
@@ -118,13 +118,13 @@ typedef struct {
  * verify checksums (reads every file of the checkpoint once). found (may be NULL) receives the
  * checkpoint used when the source is a directory (its step, and the newer ones skipped as
  * invalid with why, for a warning), found->found = 0 otherwise. Local: no communication. */
-tpar_status tpar_infer_resolve(const tpar_model_source_t *src, int full, char *path, size_t cap,
-                               tpar_gpt2_config_t *cfg, tpar_ckpt_found_t *found, tpar_err_t *err);
+TPAR_API tpar_status tpar_infer_resolve(const tpar_model_source_t *src, int full, char *path, size_t cap,
+                                        tpar_gpt2_config_t *cfg, tpar_ckpt_found_t *found, tpar_err_t *err);
 
 /* Builds this rank's shards of the model for one sequence of up to T tokens and fills the
  * weights (tpar_gpt2_load with resharding, or tpar_gpt2_init); found as for tpar_infer_resolve. Collective over tp_comm only in
  * that every rank must call it; the loading itself is local. */
-tpar_status tpar_infer_load_model(const tpar_model_source_t *src, tpar_comm_t *tp_comm, int T, tpar_gpt2_t **out,
-                                  tpar_ckpt_found_t *found, tpar_err_t *err);
+TPAR_API tpar_status tpar_infer_load_model(const tpar_model_source_t *src, tpar_comm_t *tp_comm, int T, tpar_gpt2_t **out,
+                                           tpar_ckpt_found_t *found, tpar_err_t *err);
 
 #endif /* TPAR_INFER_H */

@@ -40,7 +40,7 @@
 /* Checks that each of the ndims int sizes that follow is >= 1 and that their product
  * times sizeof(float) fits in size_t. `what` names the kernel or tensor in the message.
  * TPAR_ERR_INVALID_ARG otherwise. Use it once where shapes are decided (model build). */
-tpar_status tpar_check_dims(tpar_err_t *err, const char *what, int ndims, ...);
+TPAR_API tpar_status tpar_check_dims(tpar_err_t *err, const char *what, int ndims, ...);
 
 /* ---- GEMM: one seam, the provider chosen for this CPU ---------------------------------- *
  *
@@ -75,33 +75,33 @@ typedef struct tpar_gemm_ctx tpar_gemm_ctx_t;
 
 /* A context that uses `force` for every call (TPAR_GEMM_AUTO: choose per shape class).
  * TPAR_ERR_NOMEM; TPAR_ERR_INVALID_ARG for an unknown or unavailable provider. */
-tpar_status tpar_gemm_ctx_new(tpar_gemm_provider_t force, tpar_gemm_ctx_t **out, tpar_err_t *err);
-void tpar_gemm_ctx_free(tpar_gemm_ctx_t *g);
+TPAR_API tpar_status tpar_gemm_ctx_new(tpar_gemm_provider_t force, tpar_gemm_ctx_t **out, tpar_err_t *err);
+TPAR_API void tpar_gemm_ctx_free(tpar_gemm_ctx_t *g);
 /* The process's default context (see above); NULL only if it could not be allocated, in
  * which case the seam calls OpenBLAS directly. */
-tpar_gemm_ctx_t *tpar_gemm_default(void);
+TPAR_API tpar_gemm_ctx_t *tpar_gemm_default(void);
 /* Checks TPAR_GEMM, creates the default context and, in auto mode, decides the forward and
  * gradient classes now (~0.1 s): call it at start-up, so that a bad value is a clear error
  * (lazily, a bad value would mean auto) and no rank measures in the middle of a step. */
-tpar_status tpar_gemm_init(tpar_err_t *err);
+TPAR_API tpar_status tpar_gemm_init(tpar_err_t *err);
 /* "auto", "openblas", "dnnl" <-> the enum. parse: TPAR_ERR_INVALID_ARG naming the choices. */
-tpar_status tpar_gemm_provider_parse(const char *s, tpar_gemm_provider_t *out, tpar_err_t *err);
+TPAR_API tpar_status tpar_gemm_provider_parse(const char *s, tpar_gemm_provider_t *out, tpar_err_t *err);
 /* 1 if provider p runs a call of this kind itself (ta, tb as tpar_gemm; M rows of the activation):
  * the small-M GEMV takes only forwards (0, 1) of at most 8 rows; the others take every call. */
-int tpar_gemm_provider_takes(tpar_gemm_provider_t p, int ta, int tb, int M);
-const char *tpar_gemm_provider_name(tpar_gemm_provider_t p);
+TPAR_API int tpar_gemm_provider_takes(tpar_gemm_provider_t p, int ta, int tb, int M);
+TPAR_API const char *tpar_gemm_provider_name(tpar_gemm_provider_t p);
 /* The provider a context was made with (TPAR_GEMM_AUTO: chosen per class). */
-tpar_gemm_provider_t tpar_gemm_ctx_force(const tpar_gemm_ctx_t *g);
+TPAR_API tpar_gemm_provider_t tpar_gemm_ctx_force(const tpar_gemm_ctx_t *g);
 
 /* C (M, N) = alpha op(A) op(B) + beta C, row-major; op(X) = X^T when transX. A is (M, K)
  * (stored (K, M) when transA), B is (K, N) (stored (N, K) when transB); lda, ldb, ldc are
  * the row strides as stored. g NULL: the default context. beta 0 or 1 uses the chosen
  * provider; other betas run on OpenBLAS. Sizes >= 1. */
-void tpar_gemm(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, float alpha, const float *A,
-               int lda, const float *B, int ldb, float beta, float *C, int ldc);
+TPAR_API void tpar_gemm(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                        int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 /* The provider a call of this shape would use in g (deciding now, measuring if auto). */
-tpar_gemm_provider_t tpar_gemm_choice(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K);
+TPAR_API tpar_gemm_provider_t tpar_gemm_choice(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K);
 
 /* What a context decided, per shape class, for `tpar info` and benchmarks. */
 typedef struct {
@@ -113,10 +113,10 @@ typedef struct {
 } tpar_gemm_class_t;
 enum { TPAR_GEMM_CLASSES = 12 };
 /* Fills out[0 .. TPAR_GEMM_CLASSES-1]. */
-void tpar_gemm_classes(tpar_gemm_ctx_t *g, tpar_gemm_class_t *out);
+TPAR_API void tpar_gemm_classes(tpar_gemm_ctx_t *g, tpar_gemm_class_t *out);
 /* oneDNN's implementation for a call of this shape made in g, e.g. "brg:avx512_core"; "" when
  * none yet or not oneDNN. */
-void tpar_gemm_impl(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, char *out, size_t n);
+TPAR_API void tpar_gemm_impl(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, char *out, size_t n);
 
 /* The MFU reference: best fp32 FLOP/s per core of each provider on an n x n x n GEMM (NoTrans,
  * Trans as a forward linear), on ONE thread (the caller's thread count is restored), best of
@@ -127,7 +127,7 @@ typedef struct {
     double best;                         /* the largest of them */
     tpar_gemm_provider_t best_provider;
 } tpar_gemm_peak_t;
-tpar_status tpar_gemm_peak_flops(int n, int reps, tpar_gemm_peak_t *out, tpar_err_t *err);
+TPAR_API tpar_status tpar_gemm_peak_flops(int n, int reps, tpar_gemm_peak_t *out, tpar_err_t *err);
 
 /* ---- CPU and threads --------------------------------------------------------------------- */
 
@@ -147,56 +147,56 @@ typedef struct {
     double peak_flops_per_core; /* vector_floats x 2 x fma_units x clock_hz */
 } tpar_cpu_info_t;
 /* measure != 0 runs the two loops (about 0.1 s). */
-void tpar_cpu_info(tpar_cpu_info_t *out, int measure);
+TPAR_API void tpar_cpu_info(tpar_cpu_info_t *out, int measure);
 
 /* The threads of this rank's GEMM and large kernels: OpenMP (oneDNN's runtime and our own
  * `omp parallel` loops) and OpenBLAS's pool; OpenBLAS keeps 1 once the default context has
  * decided that none of the model's classes uses it (see docs/KERNELS.md, Threads). n >= 1. */
-tpar_status tpar_kernels_set_threads(int n, tpar_err_t *err);
-int tpar_kernels_get_threads(void);
+TPAR_API tpar_status tpar_kernels_set_threads(int n, tpar_err_t *err);
+TPAR_API int tpar_kernels_get_threads(void);
 /* This rank's share of the host's cores: TPAR_THREADS when set (1 .. 4096; tpar launch sets
  * it, a user's value wins), else online cores / local ranks (TPAR_LOCAL_SIZE from tpar
  * launch, OMPI_COMM_WORLD_LOCAL_SIZE under mpirun, 1 otherwise), at least 1, so the ranks of
  * a host never oversubscribe it. TPAR_ERR_INVALID_ARG for a malformed variable. */
-tpar_status tpar_kernels_rank_threads(int *n, tpar_err_t *err);
+TPAR_API tpar_status tpar_kernels_rank_threads(int *n, tpar_err_t *err);
 /* Cores this process may run on: its affinity mask (taskset, cgroups), else the online ones. */
-int tpar_kernels_usable_cores(void);
+TPAR_API int tpar_kernels_usable_cores(void);
 /* cores / local_ranks, at least 1. */
-int tpar_kernels_share(int cores, int local_ranks);
+TPAR_API int tpar_kernels_share(int cores, int local_ranks);
 /* Old names, kept: the same as tpar_kernels_set_threads / _get_threads. */
-tpar_status tpar_blas_set_threads(int n, tpar_err_t *err);
-int tpar_blas_get_threads(void);
+TPAR_API tpar_status tpar_blas_set_threads(int n, tpar_err_t *err);
+TPAR_API int tpar_blas_get_threads(void);
 
 /* ---- linear layers (through the default context) ------------------------------------------ */
 
 /* out = inp @ weight^T + bias. bias may be NULL (skip_bias_add: add it in a fused kernel). */
-void tpar_matmul_forward(float *out,          // (N, OC)
-                         const float *inp,    // (N, C)
-                         const float *weight, // (OC, C)
-                         const float *bias,   // (OC) or NULL
-                         int N, int C, int OC);
+TPAR_API void tpar_matmul_forward(float *out,          // (N, OC)
+                                  const float *inp,    // (N, C)
+                                  const float *weight, // (OC, C)
+                                  const float *bias,   // (OC) or NULL
+                                  int N, int C, int OC);
 /* tpar_matmul_forward in context g (NULL: the default); small-row providers fuse the bias. */
-void tpar_gemm_linear(tpar_gemm_ctx_t *g,
-                      float *out,          // (N, OC)
-                      const float *inp,    // (N, C)
-                      const float *weight, // (OC, C)
-                      const float *bias,   // (OC) or NULL
-                      int N, int C, int OC);
+TPAR_API void tpar_gemm_linear(tpar_gemm_ctx_t *g,
+                               float *out,          // (N, OC)
+                               const float *inp,    // (N, C)
+                               const float *weight, // (OC, C)
+                               const float *bias,   // (OC) or NULL
+                               int N, int C, int OC);
 /* dinp += dout @ weight; dweight += dout^T @ inp; dbias += sum over rows of dout.
  * Each of dinp, dweight, dbias may be NULL, so a layer can compute dinp first, start its
  * all-reduce, and then compute dweight/dbias in a second call while the reduction runs. */
-void tpar_matmul_backward(float *dinp,         // (N, C) or NULL
-                          float *dweight,      // (OC, C) or NULL
-                          float *dbias,        // (OC) or NULL
-                          const float *dout,   // (N, OC)
-                          const float *inp,    // (N, C)
-                          const float *weight, // (OC, C)
-                          int N, int C, int OC);
+TPAR_API void tpar_matmul_backward(float *dinp,         // (N, C) or NULL
+                                   float *dweight,      // (OC, C) or NULL
+                                   float *dbias,        // (OC) or NULL
+                                   const float *dout,   // (N, OC)
+                                   const float *inp,    // (N, C)
+                                   const float *weight, // (OC, C)
+                                   int N, int C, int OC);
 
 /* out = inp^T (e.g. a Conv1D [in, out] checkpoint tensor into [out, in]). */
-void tpar_transpose(float *out,       // (C, R)
-                    const float *inp, // (R, C)
-                    int R, int C);
+TPAR_API void tpar_transpose(float *out,       // (C, R)
+                             const float *inp, // (R, C)
+                             int R, int C);
 
 /* ---- bfloat16 and int8 weights (issue #17, kernel layer) ------------------------------------ *
  *
@@ -319,94 +319,94 @@ void tpar_gemv_forward_q8_portable(float *out, const float *inp, const int8_t *q
 
 /* ---- layernorm (eps 1e-5, biased variance, as GPT-2) ---------------------------------- */
 
-void tpar_layernorm_forward(float *out,          // (N, C)
-                            float *mean,         // (N) saved for backward
-                            float *rstd,         // (N) saved for backward
-                            const float *inp,    // (N, C)
-                            const float *weight, // (C)
-                            const float *bias,   // (C)
-                            int N, int C);
-void tpar_layernorm_backward(float *dinp,         // (N, C)
-                             float *dweight,      // (C) or NULL
-                             float *dbias,        // (C) or NULL
-                             const float *dout,   // (N, C)
-                             const float *inp,    // (N, C)
-                             const float *weight, // (C)
-                             const float *mean,   // (N)
-                             const float *rstd,   // (N)
-                             int N, int C);
+TPAR_API void tpar_layernorm_forward(float *out,          // (N, C)
+                                     float *mean,         // (N) saved for backward
+                                     float *rstd,         // (N) saved for backward
+                                     const float *inp,    // (N, C)
+                                     const float *weight, // (C)
+                                     const float *bias,   // (C)
+                                     int N, int C);
+TPAR_API void tpar_layernorm_backward(float *dinp,         // (N, C)
+                                      float *dweight,      // (C) or NULL
+                                      float *dbias,        // (C) or NULL
+                                      const float *dout,   // (N, C)
+                                      const float *inp,    // (N, C)
+                                      const float *weight, // (C)
+                                      const float *mean,   // (N)
+                                      const float *rstd,   // (N)
+                                      int N, int C);
 
 /* ---- elementwise ------------------------------------------------------------------------ */
 
 /* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). out may alias inp. */
-void tpar_gelu_forward(float *out,       // (n)
-                       const float *inp, // (n)
-                       size_t n);
-void tpar_gelu_backward(float *dinp,       // (n)
-                        const float *inp,  // (n) the forward input
-                        const float *dout, // (n)
-                        size_t n);
+TPAR_API void tpar_gelu_forward(float *out,       // (n)
+                                const float *inp, // (n)
+                                size_t n);
+TPAR_API void tpar_gelu_backward(float *dinp,       // (n)
+                                 const float *inp,  // (n) the forward input
+                                 const float *dout, // (n)
+                                 size_t n);
 
 /* Fused: out = gelu(inp + bias). Keep inp (the bias-less GEMM output) for backward. */
-void tpar_bias_gelu_forward(float *out,        // (N, C)
-                            const float *inp,  // (N, C)
-                            const float *bias, // (C)
-                            int N, int C);
+TPAR_API void tpar_bias_gelu_forward(float *out,        // (N, C)
+                                     const float *inp,  // (N, C)
+                                     const float *bias, // (C)
+                                     int N, int C);
 /* dinp += dout * gelu'(inp + bias); dbias += sum over rows of that. dbias may be NULL. */
-void tpar_bias_gelu_backward(float *dinp,        // (N, C)
-                             float *dbias,       // (C) or NULL
-                             const float *inp,   // (N, C)
-                             const float *bias,  // (C)
-                             const float *dout,  // (N, C)
-                             int N, int C);
+TPAR_API void tpar_bias_gelu_backward(float *dinp,        // (N, C)
+                                      float *dbias,       // (C) or NULL
+                                      const float *inp,   // (N, C)
+                                      const float *bias,  // (C)
+                                      const float *dout,  // (N, C)
+                                      int N, int C);
 
 /* out = a + b (out may alias a or b); backward: da += dout, db += dout. */
-void tpar_residual_forward(float *out, const float *a, const float *b, size_t n); // all (n)
-void tpar_residual_backward(float *da, float *db, const float *dout, size_t n);  // all (n)
+TPAR_API void tpar_residual_forward(float *out, const float *a, const float *b, size_t n); // all (n)
+TPAR_API void tpar_residual_backward(float *da, float *db, const float *dout, size_t n);  // all (n)
 
 /* The counter-based RNG behind dropout: a 32-bit uniform from (seed, counter), a
  * splitmix64 finalizer of seed-mixed counter. Exposed so tests and TP code can reason
  * about masks: element i of a kernel call with `offset` uses counter offset + i.
  * TP: replicated activations use the same (seed, offset) on every rank; sharded ones
  * give each rank a disjoint counter range (e.g. offset + rank * local_numel). */
-uint32_t tpar_rng_u32(uint64_t seed, uint64_t counter);
+TPAR_API uint32_t tpar_rng_u32(uint64_t seed, uint64_t counter);
 
 /* Inverted dropout: out = inp * keep / (1 - p), keep = (u32 >= p * 2^32). p in [0, 1):
  * p <= 0 (or NaN) is the identity, p >= 1 gives zeros. out may alias inp. */
-void tpar_dropout_forward(float *out,       // (n)
-                          const float *inp, // (n)
-                          size_t n, float p, uint64_t seed, uint64_t offset);
+TPAR_API void tpar_dropout_forward(float *out,       // (n)
+                                   const float *inp, // (n)
+                                   size_t n, float p, uint64_t seed, uint64_t offset);
 /* dinp += dout * keep / (1 - p), with the mask regenerated from (seed, offset). */
-void tpar_dropout_backward(float *dinp,       // (n)
-                           const float *dout, // (n)
-                           size_t n, float p, uint64_t seed, uint64_t offset);
+TPAR_API void tpar_dropout_backward(float *dinp,       // (n)
+                                    const float *dout, // (n)
+                                    size_t n, float p, uint64_t seed, uint64_t offset);
 
 /* Fused: out = residual + dropout(inp + bias). bias may be NULL; out may alias residual.
  * The mask counter of element (i, j) is offset + i*C + j, as in tpar_dropout_forward. */
-void tpar_bias_dropout_residual_forward(float *out,            // (N, C)
-                                        const float *inp,      // (N, C)
-                                        const float *bias,     // (C) or NULL
-                                        const float *residual, // (N, C)
-                                        int N, int C, float p, uint64_t seed, uint64_t offset);
+TPAR_API void tpar_bias_dropout_residual_forward(float *out,            // (N, C)
+                                                 const float *inp,      // (N, C)
+                                                 const float *bias,     // (C) or NULL
+                                                 const float *residual, // (N, C)
+                                                 int N, int C, float p, uint64_t seed, uint64_t offset);
 /* dresidual += dout; dinp += dropout'(dout); dbias += sum over rows of dropout'(dout).
  * Each of dinp, dbias, dresidual may be NULL. */
-void tpar_bias_dropout_residual_backward(float *dinp,       // (N, C) or NULL
-                                         float *dbias,      // (C) or NULL
-                                         float *dresidual,  // (N, C) or NULL
-                                         const float *dout, // (N, C)
-                                         int N, int C, float p, uint64_t seed, uint64_t offset);
+TPAR_API void tpar_bias_dropout_residual_backward(float *dinp,       // (N, C) or NULL
+                                                  float *dbias,      // (C) or NULL
+                                                  float *dresidual,  // (N, C) or NULL
+                                                  const float *dout, // (N, C)
+                                                  int N, int C, float p, uint64_t seed, uint64_t offset);
 
 /* ---- softmax ----------------------------------------------------------------------------- */
 
 /* Row-wise softmax (max-subtracted). out may alias inp. */
-void tpar_softmax_forward(float *out,       // (N, C)
-                          const float *inp, // (N, C)
-                          int N, int C);
+TPAR_API void tpar_softmax_forward(float *out,       // (N, C)
+                                   const float *inp, // (N, C)
+                                   int N, int C);
 /* dinp += out * (dout - sum_j dout_j out_j). */
-void tpar_softmax_backward(float *dinp,       // (N, C)
-                           const float *dout, // (N, C)
-                           const float *out,  // (N, C) the forward output
-                           int N, int C);
+TPAR_API void tpar_softmax_backward(float *dinp,       // (N, C)
+                                    const float *dout, // (N, C)
+                                    const float *out,  // (N, C) the forward output
+                                    int N, int C);
 
 /* ---- causal self-attention --------------------------------------------------------------- */
 
@@ -416,27 +416,27 @@ enum { TPAR_ATTENTION_BLOCK = 64 };
 
 /* Floats of scratch that tpar_attention_forward/backward need for sequence length T:
  * O(T), independent of B and NH; memory never grows with T^2. */
-size_t tpar_attention_scratch_floats(int T);
+TPAR_API size_t tpar_attention_scratch_floats(int T);
 
 /* Per head: out = softmax(q k^T / sqrt(hs), causal) v, processed in blocks of query rows
  * (the scores of one block at a time live in scratch). Saves lse = log-sum-exp of each
  * scaled score row, which is all backward needs beside qkv and out. Preconditions
  * beside the usual: C % NH == 0 (tpar_check_attention). */
-void tpar_attention_forward(float *out,       // (B, T, C)
-                            float *lse,       // (B, NH, T) saved for backward
-                            const float *qkv, // (B, T, 3C)
-                            float *scratch,   // (tpar_attention_scratch_floats(T))
-                            int B, int T, int C, int NH);
+TPAR_API void tpar_attention_forward(float *out,       // (B, T, C)
+                                     float *lse,       // (B, NH, T) saved for backward
+                                     const float *qkv, // (B, T, 3C)
+                                     float *scratch,   // (tpar_attention_scratch_floats(T))
+                                     int B, int T, int C, int NH);
 /* dqkv += d(attention)/d(qkv) given dout; exact (scores are recomputed, not approximated). */
-void tpar_attention_backward(float *dqkv,       // (B, T, 3C)
-                             const float *dout, // (B, T, C)
-                             const float *qkv,  // (B, T, 3C)
-                             const float *out,  // (B, T, C) the forward output
-                             const float *lse,  // (B, NH, T) from forward
-                             float *scratch,    // (tpar_attention_scratch_floats(T))
-                             int B, int T, int C, int NH);
+TPAR_API void tpar_attention_backward(float *dqkv,       // (B, T, 3C)
+                                      const float *dout, // (B, T, C)
+                                      const float *qkv,  // (B, T, 3C)
+                                      const float *out,  // (B, T, C) the forward output
+                                      const float *lse,  // (B, NH, T) from forward
+                                      float *scratch,    // (tpar_attention_scratch_floats(T))
+                                      int B, int T, int C, int NH);
 /* tpar_check_dims on B, T, C, NH plus C % NH == 0. */
-tpar_status tpar_check_attention(int B, int T, int C, int NH, tpar_err_t *err);
+TPAR_API tpar_status tpar_check_attention(int B, int T, int C, int NH, tpar_err_t *err);
 
 /* ---- embedding ----------------------------------------------------------------------------- */
 
@@ -444,18 +444,18 @@ tpar_status tpar_check_attention(int B, int T, int C, int NH, tpar_err_t *err);
  * The vocabulary range lets a vocab-parallel embedding use this as is (Vl = V, v0 = 0
  * on one rank); wpe may be NULL (add positions once, after the reduction). Every token
  * must be in [0, V): else TPAR_ERR_INVALID_ARG naming the position, and nothing is written. */
-tpar_status tpar_embedding_forward(float *out,         // (B, T, C)
-                                   const int *tokens,  // (B, T)
-                                   const float *wte,   // (Vl, C) rows v0 .. v0+Vl-1
-                                   const float *wpe,   // (>= T, C) or NULL
-                                   int B, int T, int C, int V, int v0, int Vl, tpar_err_t *err);
+TPAR_API tpar_status tpar_embedding_forward(float *out,         // (B, T, C)
+                                            const int *tokens,  // (B, T)
+                                            const float *wte,   // (Vl, C) rows v0 .. v0+Vl-1
+                                            const float *wpe,   // (>= T, C) or NULL
+                                            int B, int T, int C, int V, int v0, int Vl, tpar_err_t *err);
 /* dwte[token - v0] += dout[b,t] for tokens in the local range; dwpe[t] += dout[b,t].
  * dwte or dwpe may be NULL. Tokens outside [v0, v0 + Vl) are skipped. */
-void tpar_embedding_backward(float *dwte,        // (Vl, C) or NULL
-                             float *dwpe,        // (>= T, C) or NULL
-                             const float *dout,  // (B, T, C)
-                             const int *tokens,  // (B, T)
-                             int B, int T, int C, int v0, int Vl);
+TPAR_API void tpar_embedding_backward(float *dwte,        // (Vl, C) or NULL
+                                      float *dwpe,        // (>= T, C) or NULL
+                                      const float *dout,  // (B, T, C)
+                                      const int *tokens,  // (B, T)
+                                      int B, int T, int C, int v0, int Vl);
 
 /* ---- cross-entropy ----------------------------------------------------------------------- */
 
@@ -464,21 +464,21 @@ void tpar_embedding_backward(float *dwte,        // (Vl, C) or NULL
  * losses (may be NULL) gets each row's loss, 0 for ignored rows; *n_valid (may be NULL)
  * the number of rows counted. No counted row: *loss = 0. A target outside [0, V) that
  * is not ignore_index is TPAR_ERR_INVALID_ARG naming the row. */
-tpar_status tpar_xent_forward(float *loss,         // () mean over counted rows
-                              float *losses,       // (N) or NULL
-                              int *n_valid,        // () or NULL
-                              const float *logits, // (N, Vp)
-                              const int *targets,  // (N)
-                              int N, int V, int Vp, int ignore_index, tpar_err_t *err);
+TPAR_API tpar_status tpar_xent_forward(float *loss,         // () mean over counted rows
+                                       float *losses,       // (N) or NULL
+                                       int *n_valid,        // () or NULL
+                                       const float *logits, // (N, Vp)
+                                       const int *targets,  // (N)
+                                       int N, int V, int Vp, int ignore_index, tpar_err_t *err);
 /* Fused softmax + cross-entropy: the loss as above and, in the same pass over each row,
  * dlogits = dloss * (softmax(logits) - onehot(target)) / n_valid (0 for ignored rows and
  * padding columns). Writes (=) dlogits, which may alias logits (saves a (N, Vp) buffer). */
-tpar_status tpar_xent_forward_backward(float *loss,         // ()
-                                       float *dlogits,      // (N, Vp) may alias logits
-                                       const float *logits, // (N, Vp)
-                                       const int *targets,  // (N)
-                                       int N, int V, int Vp, int ignore_index, float dloss,
-                                       tpar_err_t *err);
+TPAR_API tpar_status tpar_xent_forward_backward(float *loss,         // ()
+                                                float *dlogits,      // (N, Vp) may alias logits
+                                                const float *logits, // (N, Vp)
+                                                const int *targets,  // (N)
+                                                int N, int V, int Vp, int ignore_index, float dloss,
+                                                tpar_err_t *err);
 
 /* ---- optimizer ------------------------------------------------------------------------------- */
 
@@ -493,10 +493,10 @@ typedef struct {
  * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
  * p -= lr * (m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd * p).
  * Settings out of range are TPAR_ERR_INVALID_ARG (nothing is updated). */
-tpar_status tpar_adamw_update(float *params,      // (n)
-                              const float *grads, // (n)
-                              float *m,           // (n) first moment, zero at t = 1
-                              float *v,           // (n) second moment, zero at t = 1
-                              size_t n, const tpar_adamw_t *cfg, long t, tpar_err_t *err);
+TPAR_API tpar_status tpar_adamw_update(float *params,      // (n)
+                                       const float *grads, // (n)
+                                       float *m,           // (n) first moment, zero at t = 1
+                                       float *v,           // (n) second moment, zero at t = 1
+                                       size_t n, const tpar_adamw_t *cfg, long t, tpar_err_t *err);
 
 #endif /* TPAR_KERNELS_H */

@@ -38,17 +38,17 @@ typedef struct {
 
 /* Presets: "tiny" (make run's default, byte vocabulary) and "gpt2-124m" (GPT-2 small;
  * vocab_size 50257). TPAR_ERR_INVALID_ARG naming the known presets for another name. */
-tpar_status tpar_gpt2_preset(const char *name, tpar_gpt2_config_t *cfg, tpar_err_t *err);
+TPAR_API tpar_status tpar_gpt2_preset(const char *name, tpar_gpt2_config_t *cfg, tpar_err_t *err);
 #define TPAR_GPT2_PRESETS "tiny, gpt2-124m"
 
 /* Every check that does not need memory: sizes >= 1, C % NH == 0, NH % tp == 0, 4C % tp. */
-tpar_status tpar_gpt2_check(const tpar_gpt2_config_t *cfg, int tp, tpar_err_t *err);
+TPAR_API tpar_status tpar_gpt2_check(const tpar_gpt2_config_t *cfg, int tp, tpar_err_t *err);
 
 /* Parameters (global counts, tied weight counted once; padding excluded). */
-size_t tpar_gpt2_num_params(const tpar_gpt2_config_t *cfg);
+TPAR_API size_t tpar_gpt2_num_params(const tpar_gpt2_config_t *cfg);
 /* Model FLOPs of forward + backward per token at sequence length T (6 P + 12 L C T,
  * the position table excluded from P), for MFU. */
-double tpar_gpt2_flops_per_token(const tpar_gpt2_config_t *cfg, int T);
+TPAR_API double tpar_gpt2_flops_per_token(const tpar_gpt2_config_t *cfg, int T);
 
 /* One tensor of the model. */
 typedef struct {
@@ -99,20 +99,20 @@ typedef struct {
  * SP on (ignored at tp = 1); it needs B*T, and the B*T of every forward, divisible by tp
  * (TPAR_ERR_SHAPE otherwise). Results equal those without SP up to float rounding.
  * Parameters are zero until tpar_gpt2_init or tpar_gpt2_load. */
-tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, int B, int T, int sequence_parallel,
-                          tpar_gpt2_t **out, tpar_err_t *err);
-void tpar_gpt2_free(tpar_gpt2_t *m); /* NULL is fine */
+TPAR_API tpar_status tpar_gpt2_new(const tpar_gpt2_config_t *cfg, tpar_comm_t *tp_comm, int B, int T, int sequence_parallel,
+                                   tpar_gpt2_t **out, tpar_err_t *err);
+TPAR_API void tpar_gpt2_free(tpar_gpt2_t *m); /* NULL is fine */
 
 /* GPT-2 initialisation: N(0, 0.02) matrices and embeddings, residual projections scaled by
  * 1/sqrt(2L), zero biases, unit LayerNorm weights; layout-independent (see above). */
-void tpar_gpt2_init(tpar_gpt2_t *m, uint64_t seed);
+TPAR_API void tpar_gpt2_init(tpar_gpt2_t *m, uint64_t seed);
 
 /* Forward of B sequences of T tokens (inputs (B, T)). Logits land in m->logits (N, Vp/tp).
  * With targets (B, T) the mean cross-entropy goes to *loss (every target counts).
  * dropout_seed picks the dropout masks (unused when dropout is 0): use a different one per
  * micro-batch and DP rank; the same on every rank of a TP group. Collective over the TP group. */
-tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targets, int B, int T,
-                              uint64_t dropout_seed, float *loss, tpar_err_t *err);
+TPAR_API tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targets, int B, int T,
+                                       uint64_t dropout_seed, float *loss, tpar_err_t *err);
 
 /* The forward for sampling: the same trunk (embedding, blocks, ln_f), then the head for the n
  * selected rows only (rows[i] = b*T + t, 0 <= n <= B*T, repeats allowed): m->logits (n, Vp/tp),
@@ -120,8 +120,8 @@ tpar_status tpar_gpt2_forward(tpar_gpt2_t *m, const int *inputs, const int *targ
  * matmul of a forward; generation samples from the last row alone. Leaves the activations (the
  * attention's QKV among them) as tpar_gpt2_forward does, but no backward may follow (it is refused). Not under
  * sequence parallelism (TPAR_ERR_INVALID_ARG). Collective over the TP group. */
-tpar_status tpar_gpt2_forward_rows(tpar_gpt2_t *m, const int *inputs, int B, int T, uint64_t dropout_seed,
-                                   const int *rows, int n, tpar_err_t *err);
+TPAR_API tpar_status tpar_gpt2_forward_rows(tpar_gpt2_t *m, const int *inputs, int B, int T, uint64_t dropout_seed,
+                                            const int *rows, int n, tpar_err_t *err);
 
 /* Called during backward as soon as floats [offset, offset + count) of m->grads are final for
  * this micro-batch (each block, last to first, then the prefix wte/wpe/ln_f): the place to start
@@ -130,18 +130,18 @@ typedef tpar_status (*tpar_grads_ready_fn)(void *ctx, size_t offset, size_t coun
 
 /* Backward of the last forward (which had targets), scaled by dloss (1/accum for gradient
  * accumulation). Gradients ACCUMULATE into m->grads. ready may be NULL. */
-tpar_status tpar_gpt2_backward(tpar_gpt2_t *m, const int *inputs, const int *targets, float dloss,
-                               tpar_grads_ready_fn ready, void *ctx, tpar_err_t *err);
-void tpar_gpt2_zero_grad(tpar_gpt2_t *m);
+TPAR_API tpar_status tpar_gpt2_backward(tpar_gpt2_t *m, const int *inputs, const int *targets, float dloss,
+                                        tpar_grads_ready_fn ready, void *ctx, tpar_err_t *err);
+TPAR_API void tpar_gpt2_zero_grad(tpar_gpt2_t *m);
 
 /* Full-vocabulary logits (V) of row `row` of m->logits from the last forward (b*T + t after
  * tpar_gpt2_forward, the i-th selected row after tpar_gpt2_forward_rows), gathered over the TP
  * group into out. Collective over the TP group. */
-tpar_status tpar_gpt2_logits_row(tpar_gpt2_t *m, int row, float *out, tpar_err_t *err);
+TPAR_API tpar_status tpar_gpt2_logits_row(tpar_gpt2_t *m, int row, float *out, tpar_err_t *err);
 
 /* Sum of squares of this rank's gradients, replicated tensors counted only on TP rank 0, so
  * that the sum over the TP group is the global squared norm. */
-double tpar_gpt2_grad_sq_local(const tpar_gpt2_t *m);
+TPAR_API double tpar_gpt2_grad_sq_local(const tpar_gpt2_t *m);
 
 /* ---- checkpoints (safetensors, docs/TRAINING.md) ---------------------------------------
  * A file holds nbuf flat buffers of the model's layout (weights: {params} with suffix "";
@@ -150,14 +150,14 @@ double tpar_gpt2_grad_sq_local(const tpar_gpt2_t *m);
  * Every rank of `comm` (the world) calls save; ranks with writer = 1 (one full TP group,
  * e.g. DP rank 0) write their own slices, replicated tensors by TP rank 0 only; world rank 0
  * must be a writer (it creates the file). Collective: if any rank fails, all return an error. */
-tpar_status tpar_gpt2_save(const tpar_gpt2_t *m, int nbuf, const float *const *bufs, const char *const *suffixes,
-                           const char *path, tpar_comm_t *comm, int writer, tpar_err_t *err);
+TPAR_API tpar_status tpar_gpt2_save(const tpar_gpt2_t *m, int nbuf, const float *const *bufs, const char *const *suffixes,
+                                    const char *path, tpar_comm_t *comm, int writer, tpar_err_t *err);
 /* Reads this rank's shards of every tensor (whatever TP layout saved them) into bufs. Checks
  * the config metadata and every tensor's shape: TPAR_ERR_SHAPE / CORRUPT naming the tensor and
  * what was expected. Local: no communication. */
-tpar_status tpar_gpt2_load(tpar_gpt2_t *m, int nbuf, float *const *bufs, const char *const *suffixes,
-                           const char *path, tpar_err_t *err);
+TPAR_API tpar_status tpar_gpt2_load(tpar_gpt2_t *m, int nbuf, float *const *bufs, const char *const *suffixes,
+                                    const char *path, tpar_err_t *err);
 /* Reads the config from a weights file's metadata (for loading without a preset). */
-tpar_status tpar_gpt2_read_config(const char *path, tpar_gpt2_config_t *cfg, tpar_err_t *err);
+TPAR_API tpar_status tpar_gpt2_read_config(const char *path, tpar_gpt2_config_t *cfg, tpar_err_t *err);
 
 #endif /* TPAR_MODEL_H */

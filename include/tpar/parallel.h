@@ -45,18 +45,18 @@ typedef struct {
 } tpar_tp_t;
 
 /* comm may be NULL (tp = 1). sequence_parallel is 0 or 1. */
-tpar_status tpar_tp_init(tpar_tp_t *tp, tpar_comm_t *comm, int sequence_parallel, tpar_err_t *err);
+TPAR_API tpar_status tpar_tp_init(tpar_tp_t *tp, tpar_comm_t *comm, int sequence_parallel, tpar_err_t *err);
 
 /* ---- shard assignment ---------------------------------------------------------------- */
 
 /* local = dim / tp; TPAR_ERR_SHAPE naming `what` when dim is not a positive multiple of tp. */
-tpar_status tpar_shard_size(const char *what, int dim, int tp, int *local, tpar_err_t *err);
+TPAR_API tpar_status tpar_shard_size(const char *what, int dim, int tp, int *local, tpar_err_t *err);
 
 /* The vocabulary padded to a multiple of multiple*tp (multiple <= 0: 128, Megatron's
  * make-vocab-size-divisible-by). Padding rows of the embedding are never looked up and
  * padding logits never win the softmax nor get gradient. -1 on overflow or V < 1. */
 #define TPAR_VOCAB_MULTIPLE 128
-int tpar_vocab_padded(int V, int tp, int multiple);
+TPAR_API int tpar_vocab_padded(int V, int tp, int multiple);
 
 typedef enum {
     TPAR_SHARD_REPLICATED = 0, /* every rank holds the whole tensor (layernorm, row-parallel bias) */
@@ -72,15 +72,15 @@ typedef enum {
 typedef struct {
     int row0, rows, col0, cols;
 } tpar_shard_rect_t;
-tpar_status tpar_shard_rects(tpar_shard_kind kind, int rows, int cols, int tp, int rank,
-                             tpar_shard_rect_t rect[3], int *nrect, tpar_err_t *err);
+TPAR_API tpar_status tpar_shard_rects(tpar_shard_kind kind, int rows, int cols, int tp, int rank,
+                                      tpar_shard_rect_t rect[3], int *nrect, tpar_err_t *err);
 
 /* Copies rank `rank`'s shard of the full (rows, cols) tensor into local (dense), or back.
  * A bias is (rows, 1). Errors: a dimension that does not divide, a bad kind or rank. */
-tpar_status tpar_shard_extract(tpar_shard_kind kind, float *local, const float *full, int rows, int cols,
-                               int tp, int rank, tpar_err_t *err);
-tpar_status tpar_shard_place(tpar_shard_kind kind, float *full, const float *local, int rows, int cols,
-                             int tp, int rank, tpar_err_t *err);
+TPAR_API tpar_status tpar_shard_extract(tpar_shard_kind kind, float *local, const float *full, int rows, int cols,
+                                        int tp, int rank, tpar_err_t *err);
+TPAR_API tpar_status tpar_shard_place(tpar_shard_kind kind, float *full, const float *local, int rows, int cols,
+                                      int tp, int rank, tpar_err_t *err);
 
 /* ---- layouts ----------------------------------------------------------------------------
  * What a rank holds of a logical (N, C) activation. Each layer declares the layout of its
@@ -99,12 +99,12 @@ typedef struct {
     int features; /* C of the logical (N, C) tensor */
 } tpar_act_spec_t;
 
-const char *tpar_layout_name(tpar_layout l); /* "replicated", "split-last", ... */
+TPAR_API const char *tpar_layout_name(tpar_layout l); /* "replicated", "split-last", ... */
 
 /* OK when `from`'s output can feed `to`'s input (same layout and width); otherwise
  * TPAR_ERR_SHAPE naming both layers, layouts and widths. */
-tpar_status tpar_layout_connect(const char *from, tpar_act_spec_t out, const char *to, tpar_act_spec_t in,
-                                tpar_err_t *err);
+TPAR_API tpar_status tpar_layout_connect(const char *from, tpar_act_spec_t out, const char *to, tpar_act_spec_t in,
+                                         tpar_err_t *err);
 
 /* ---- conjugate mappings -----------------------------------------------------------------
  *   mapping               forward                   backward
@@ -117,23 +117,23 @@ tpar_status tpar_layout_connect(const char *from, tpar_act_spec_t out, const cha
  * With tp = 1 each is a copy or nothing. */
 
 /* x (n) summed over the TP group, in place. */
-tpar_status tpar_map_allreduce(const tpar_tp_t *tp, float *x, size_t n, tpar_err_t *err);
+TPAR_API tpar_status tpar_map_allreduce(const tpar_tp_t *tp, float *x, size_t n, tpar_err_t *err);
 /* y (N, Cl*tp) = the ranks' x (N, Cl) side by side. work: N*Cl*tp floats. */
-tpar_status tpar_map_gather_last(const tpar_tp_t *tp, float *y, const float *x, int N, int Cl, float *work,
-                                 tpar_err_t *err);
+TPAR_API tpar_status tpar_map_gather_last(const tpar_tp_t *tp, float *y, const float *x, int N, int Cl, float *work,
+                                          tpar_err_t *err);
 /* y (N, Cl) = this rank's columns of x (N, Cl*tp). No communication. */
-void tpar_map_split_last(const tpar_tp_t *tp, float *y, const float *x, int N, int Cl);
+TPAR_API void tpar_map_split_last(const tpar_tp_t *tp, float *y, const float *x, int N, int Cl);
 /* y (Nl*tp, C) = the ranks' x (Nl, C) one after another. */
-tpar_status tpar_map_gather_seq(const tpar_tp_t *tp, float *y, const float *x, int Nl, int C,
-                                tpar_err_t *err);
+TPAR_API tpar_status tpar_map_gather_seq(const tpar_tp_t *tp, float *y, const float *x, int Nl, int C,
+                                         tpar_err_t *err);
 /* y (Nl, C) = this rank's rows of the sum over ranks of x (Nl*tp, C). */
-tpar_status tpar_map_reduce_scatter_seq(const tpar_tp_t *tp, float *y, const float *x, int Nl, int C,
-                                        tpar_err_t *err);
+TPAR_API tpar_status tpar_map_reduce_scatter_seq(const tpar_tp_t *tp, float *y, const float *x, int Nl, int C,
+                                                 tpar_err_t *err);
 
 /* Debug check: OK when x (n) is bit-identical on every rank of the group, else
  * TPAR_ERR_MISMATCH naming `what` and the first rank that differs from rank 0. */
-tpar_status tpar_check_replicated(const tpar_tp_t *tp, const char *what, const float *x, size_t n,
-                                  tpar_err_t *err);
+TPAR_API tpar_status tpar_check_replicated(const tpar_tp_t *tp, const char *what, const float *x, size_t n,
+                                           tpar_err_t *err);
 
 /* ---- linear layers ---------------------------------------------------------------------- */
 
@@ -161,13 +161,13 @@ typedef struct {
     float *ws;            /* workspace, owned */
 } tpar_col_linear_t;
 
-tpar_status tpar_col_linear_init(tpar_col_linear_t *l, const tpar_tp_t *tp, int C, int OC, int flags,
-                                 int max_tokens, tpar_err_t *err);
-void tpar_col_linear_free(tpar_col_linear_t *l);
-tpar_status tpar_col_linear_forward(tpar_col_linear_t *l, float *y, const float *x, int N, tpar_err_t *err);
+TPAR_API tpar_status tpar_col_linear_init(tpar_col_linear_t *l, const tpar_tp_t *tp, int C, int OC, int flags,
+                                          int max_tokens, tpar_err_t *err);
+TPAR_API void tpar_col_linear_free(tpar_col_linear_t *l);
+TPAR_API tpar_status tpar_col_linear_forward(tpar_col_linear_t *l, float *y, const float *x, int N, tpar_err_t *err);
 /* x is the forward input; dy has the output's layout; dx the input's. */
-tpar_status tpar_col_linear_backward(tpar_col_linear_t *l, float *dx, const float *dy, const float *x, int N,
-                                     tpar_err_t *err);
+TPAR_API tpar_status tpar_col_linear_backward(tpar_col_linear_t *l, float *dx, const float *dy, const float *x, int N,
+                                              tpar_err_t *err);
 
 /* Row-parallel: Y = X W^T + b with W split by input features.
  * input: split-last (N, C/tp) with INPUT_IS_PARALLEL, else replicated (N, C).
@@ -186,12 +186,12 @@ typedef struct {
     float *ws;            /* workspace, owned */
 } tpar_row_linear_t;
 
-tpar_status tpar_row_linear_init(tpar_row_linear_t *l, const tpar_tp_t *tp, int C, int OC, int flags,
-                                 int max_tokens, tpar_err_t *err);
-void tpar_row_linear_free(tpar_row_linear_t *l);
-tpar_status tpar_row_linear_forward(tpar_row_linear_t *l, float *y, const float *x, int N, tpar_err_t *err);
-tpar_status tpar_row_linear_backward(tpar_row_linear_t *l, float *dx, const float *dy, const float *x, int N,
-                                     tpar_err_t *err);
+TPAR_API tpar_status tpar_row_linear_init(tpar_row_linear_t *l, const tpar_tp_t *tp, int C, int OC, int flags,
+                                          int max_tokens, tpar_err_t *err);
+TPAR_API void tpar_row_linear_free(tpar_row_linear_t *l);
+TPAR_API tpar_status tpar_row_linear_forward(tpar_row_linear_t *l, float *y, const float *x, int N, tpar_err_t *err);
+TPAR_API tpar_status tpar_row_linear_backward(tpar_row_linear_t *l, float *dx, const float *dy, const float *x, int N,
+                                              tpar_err_t *err);
 
 /* ---- vocab-parallel embedding and cross-entropy ----------------------------------------- */
 
@@ -209,13 +209,13 @@ typedef struct {
     float *ws;            /* workspace, owned */
 } tpar_vocab_embedding_t;
 
-tpar_status tpar_vocab_embedding_init(tpar_vocab_embedding_t *e, const tpar_tp_t *tp, int V, int Vp, int C,
-                                      int max_tokens, tpar_err_t *err);
-void tpar_vocab_embedding_free(tpar_vocab_embedding_t *e);
-tpar_status tpar_vocab_embedding_forward(tpar_vocab_embedding_t *e, float *out, const int *ids, int N,
-                                         tpar_err_t *err);
-tpar_status tpar_vocab_embedding_backward(tpar_vocab_embedding_t *e, const float *dout, const int *ids, int N,
-                                          tpar_err_t *err);
+TPAR_API tpar_status tpar_vocab_embedding_init(tpar_vocab_embedding_t *e, const tpar_tp_t *tp, int V, int Vp, int C,
+                                               int max_tokens, tpar_err_t *err);
+TPAR_API void tpar_vocab_embedding_free(tpar_vocab_embedding_t *e);
+TPAR_API tpar_status tpar_vocab_embedding_forward(tpar_vocab_embedding_t *e, float *out, const int *ids, int N,
+                                                  tpar_err_t *err);
+TPAR_API tpar_status tpar_vocab_embedding_backward(tpar_vocab_embedding_t *e, const float *dout, const int *ids, int N,
+                                                   tpar_err_t *err);
 
 /* Cross-entropy on vocab-sharded logits (N, Vp/tp), float32, with two all-reduces:
  * the row max, then the row sum-exp fused with the target logit. Rows whose target is
@@ -233,15 +233,15 @@ typedef struct {
     float *ws;            /* workspace (3 * max_tokens), owned */
 } tpar_vocab_xent_t;
 
-tpar_status tpar_vocab_xent_init(tpar_vocab_xent_t *x, const tpar_tp_t *tp, int V, int Vp, int ignore_index,
-                                 int max_tokens, tpar_err_t *err);
-void tpar_vocab_xent_free(tpar_vocab_xent_t *x);
+TPAR_API tpar_status tpar_vocab_xent_init(tpar_vocab_xent_t *x, const tpar_tp_t *tp, int V, int Vp, int ignore_index,
+                                          int max_tokens, tpar_err_t *err);
+TPAR_API void tpar_vocab_xent_free(tpar_vocab_xent_t *x);
 /* *loss = mean over counted rows; losses (N) may be NULL (0 for ignored rows). */
-tpar_status tpar_vocab_xent_forward(tpar_vocab_xent_t *x, float *loss, float *losses, const float *logits,
-                                    const int *targets, int N, tpar_err_t *err);
+TPAR_API tpar_status tpar_vocab_xent_forward(tpar_vocab_xent_t *x, float *loss, float *losses, const float *logits,
+                                             const int *targets, int N, tpar_err_t *err);
 /* dlogits (N, Vp/tp) = dloss * (softmax - onehot) / n_valid; may alias logits. Writes (=). */
-void tpar_vocab_xent_backward(const tpar_vocab_xent_t *x, float *dlogits, const float *logits,
-                              const int *targets, int N, float dloss);
+TPAR_API void tpar_vocab_xent_backward(const tpar_vocab_xent_t *x, float *dlogits, const float *logits,
+                                       const int *targets, int N, float dloss);
 
 /* ---- parallel MLP and attention --------------------------------------------------------- */
 
@@ -262,12 +262,12 @@ typedef struct {
 } tpar_tp_mlp_t;
 
 /* proj_flags: 0, or TPAR_LINEAR_SKIP_BIAS_ADD when the caller fuses proj's bias. */
-tpar_status tpar_tp_mlp_init(tpar_tp_mlp_t *m, const tpar_tp_t *tp, int C, int H, int proj_flags, int max_tokens,
-                          tpar_err_t *err);
-void tpar_tp_mlp_free(tpar_tp_mlp_t *m);
-tpar_status tpar_tp_mlp_forward(tpar_tp_mlp_t *m, float *y, const float *x, int N, tpar_err_t *err);
-tpar_status tpar_tp_mlp_backward(tpar_tp_mlp_t *m, float *dx, const float *dy, const float *x, int N,
-                              tpar_err_t *err);
+TPAR_API tpar_status tpar_tp_mlp_init(tpar_tp_mlp_t *m, const tpar_tp_t *tp, int C, int H, int proj_flags, int max_tokens,
+                                   tpar_err_t *err);
+TPAR_API void tpar_tp_mlp_free(tpar_tp_mlp_t *m);
+TPAR_API tpar_status tpar_tp_mlp_forward(tpar_tp_mlp_t *m, float *y, const float *x, int N, tpar_err_t *err);
+TPAR_API tpar_status tpar_tp_mlp_backward(tpar_tp_mlp_t *m, float *dx, const float *dy, const float *x, int N,
+                                       tpar_err_t *err);
 
 /* Causal self-attention: fused QKV column-parallel (C -> 3C, heads split: NH/tp per rank),
  * local attention over the rank's heads, output projection row-parallel (C -> C). */
@@ -286,12 +286,12 @@ typedef struct {
     float *scratch;       /* attention scratch */
 } tpar_tp_attention_t;
 
-tpar_status tpar_tp_attention_init(tpar_tp_attention_t *a, const tpar_tp_t *tp, int C, int NH, int proj_flags, int B,
-                                int T, tpar_err_t *err);
-void tpar_tp_attention_free(tpar_tp_attention_t *a);
-tpar_status tpar_tp_attention_forward(tpar_tp_attention_t *a, float *y, const float *x, int B, int T, tpar_err_t *err);
-tpar_status tpar_tp_attention_backward(tpar_tp_attention_t *a, float *dx, const float *dy, const float *x, int B,
-                                    int T, tpar_err_t *err);
+TPAR_API tpar_status tpar_tp_attention_init(tpar_tp_attention_t *a, const tpar_tp_t *tp, int C, int NH, int proj_flags, int B,
+                                         int T, tpar_err_t *err);
+TPAR_API void tpar_tp_attention_free(tpar_tp_attention_t *a);
+TPAR_API tpar_status tpar_tp_attention_forward(tpar_tp_attention_t *a, float *y, const float *x, int B, int T, tpar_err_t *err);
+TPAR_API tpar_status tpar_tp_attention_backward(tpar_tp_attention_t *a, float *dx, const float *dy, const float *x, int B,
+                                             int T, tpar_err_t *err);
 
 /* ---- transformer block (GPT-2, pre-layernorm) --------------------------------------------
  *   h   = x + dropout(attn(ln1(x)) + b_attnproj)
@@ -313,7 +313,7 @@ typedef struct {
     tpar_shard_kind kind;
 } tpar_param_info_t;
 
-void tpar_block_param_info(int C, int H, tpar_param_info_t info[TPAR_BLOCK_NPARAMS]);
+TPAR_API void tpar_block_param_info(int C, int H, tpar_param_info_t info[TPAR_BLOCK_NPARAMS]);
 
 typedef struct {
     const tpar_tp_t *tp;
@@ -334,20 +334,20 @@ typedef struct {
 
 /* Checks every divisibility (heads, features, hidden) and allocates activations for
  * B*T tokens; `offset` of the dropout counters is given per call. */
-tpar_status tpar_block_init(tpar_block_t *b, const tpar_tp_t *tp, int C, int NH, int H, int B, int T,
-                            float dropout, uint64_t seed, tpar_err_t *err);
+TPAR_API tpar_status tpar_block_init(tpar_block_t *b, const tpar_tp_t *tp, int C, int NH, int H, int B, int T,
+                                     float dropout, uint64_t seed, tpar_err_t *err);
 /* Points params/grads at consecutive slices of flat buffers of tpar_block_numel floats. */
-size_t tpar_block_numel(const tpar_block_t *b);
-void tpar_block_carve(tpar_block_t *b, float *params, float *grads);
-void tpar_block_free(tpar_block_t *b);
+TPAR_API size_t tpar_block_numel(const tpar_block_t *b);
+TPAR_API void tpar_block_carve(tpar_block_t *b, float *params, float *grads);
+TPAR_API void tpar_block_free(tpar_block_t *b);
 /* out and x: (N, C), or (N/tp, C) under SP. offset: dropout counter base of this call. */
-tpar_status tpar_block_forward(tpar_block_t *b, float *out, const float *x, int B, int T, uint64_t offset,
-                               tpar_err_t *err);
+TPAR_API tpar_status tpar_block_forward(tpar_block_t *b, float *out, const float *x, int B, int T, uint64_t offset,
+                                        tpar_err_t *err);
 /* dx = d loss / d x given dout; parameter gradients accumulate. */
-tpar_status tpar_block_backward(tpar_block_t *b, float *dx, const float *dout, const float *x, int B, int T,
-                                uint64_t offset, tpar_err_t *err);
+TPAR_API tpar_status tpar_block_backward(tpar_block_t *b, float *dx, const float *dout, const float *x, int B, int T,
+                                         uint64_t offset, tpar_err_t *err);
 /* Debug check (collective): every replicated parameter (layernorms, row-parallel biases)
  * is bit-identical across the TP group; TPAR_ERR_MISMATCH names the first that is not. */
-tpar_status tpar_block_check_replicated(const tpar_block_t *b, tpar_err_t *err);
+TPAR_API tpar_status tpar_block_check_replicated(const tpar_block_t *b, tpar_err_t *err);
 
 #endif /* TPAR_PARALLEL_H */

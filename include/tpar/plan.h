@@ -28,14 +28,14 @@ typedef struct {
 
 /* "gpt3-175b", "gpt2-124m" or "LAYERS,HIDDEN,HEADS,VOCAB,SEQ". A bad spec is
  * TPAR_ERR_INVALID_ARG with a message naming --model. */
-tpar_status tpar_plan_model_parse(const char *spec, tpar_plan_model_t *out, tpar_err_t *err);
+TPAR_API tpar_status tpar_plan_model_parse(const char *spec, tpar_plan_model_t *out, tpar_err_t *err);
 
 /* Parameters of the whole model: l(12h^2 + 13h) + (V + s)h + 2h (tied output layer). */
-double tpar_plan_params(const tpar_plan_model_t *m);
+TPAR_API double tpar_plan_params(const tpar_plan_model_t *m);
 
 /* Model FLOPs of one training iteration over B sequences (no recomputation), counting
  * only the matrix multiplications: 72 B s l h^2 (1 + s/(6h) + V/(12 l h)). */
-double tpar_plan_model_flops(const tpar_plan_model_t *m, double batch);
+TPAR_API double tpar_plan_model_flops(const tpar_plan_model_t *m, double batch);
 
 /* ---- the hardware ------------------------------------------------------------------ */
 
@@ -61,7 +61,7 @@ typedef struct {
 /* "a100-80g", "h100-80g" or "FLOPS,MEM,HBM-BW,NVLINK-BW,IB-BW,GPUS-PER-NODE" with
  * FLOPS in TFLOP/s (for the precision used), MEM in GB and bandwidths in GB/s. The
  * custom form takes the presets' efficiencies and latencies. Errors name --gpu. */
-tpar_status tpar_plan_hw_parse(const char *spec, tpar_plan_hw_t *out, tpar_err_t *err);
+TPAR_API tpar_status tpar_plan_hw_parse(const char *spec, tpar_plan_hw_t *out, tpar_err_t *err);
 
 /* ---- the layout -------------------------------------------------------------------- */
 
@@ -80,8 +80,8 @@ typedef struct {
                                  0: it runs after the pipeline flush (Megatron-LM 2021) */
 } tpar_plan_layout_t;
 
-const char *tpar_plan_recompute_str(int r);
-const char *tpar_plan_precision_str(tpar_precision_t p);
+TPAR_API const char *tpar_plan_recompute_str(int r);
+TPAR_API const char *tpar_plan_precision_str(tpar_precision_t p);
 
 /* Activation bytes of one transformer layer for one micro-batch of b sequences, as stored
  * for the backward pass (Korthikanti et al. 2022, generalised to e bytes per activation):
@@ -89,8 +89,8 @@ const char *tpar_plan_precision_str(tpar_precision_t p);
  *   selective: the same without the a s^2 b term
  *   full:      the layer input, s b h e (/ t with SP)
  * With e = 2 and t = 1 "none" is the paper's s b h (34 + 5 a s / h). */
-double tpar_plan_layer_activation_bytes(const tpar_plan_model_t *m, double b, double t, int sp,
-                                        tpar_recompute_t r, double e);
+TPAR_API double tpar_plan_layer_activation_bytes(const tpar_plan_model_t *m, double b, double t, int sp,
+                                                 tpar_recompute_t r, double e);
 
 /* ---- the answer -------------------------------------------------------------------- */
 
@@ -125,17 +125,17 @@ typedef struct {
 /* Checks a fully given layout against the model and cluster (every divisibility rule, with
  * a message naming the flag) and evaluates it. A layout that does not fit in memory is
  * not an error: result->fits is 0. */
-tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t *hw,
-                               const tpar_plan_layout_t *layout, tpar_plan_result_t *result,
-                               tpar_err_t *err);
+TPAR_API tpar_status tpar_plan_evaluate(const tpar_plan_model_t *m, const tpar_plan_hw_t *hw,
+                                        const tpar_plan_layout_t *layout, tpar_plan_result_t *result,
+                                        tpar_err_t *err);
 
 /* Searches every valid layout that agrees with the given one (its free fields: tp, pp,
  * dp, micro_batch = 0, recompute = -1), best first: layouts that fit, fastest first, then
  * those that do not, smallest first. Writes up to `max` results to best[],
  * their number to *n_best and the number of valid layouts evaluated to *n_valid (may be
  * NULL). No valid layout at all is TPAR_ERR_INVALID_ARG with a message saying why. */
-tpar_status tpar_plan_search(const tpar_plan_model_t *m, const tpar_plan_hw_t *hw,
-                             const tpar_plan_layout_t *constraint, tpar_plan_result_t *best,
-                             int max, int *n_best, long long *n_valid, tpar_err_t *err);
+TPAR_API tpar_status tpar_plan_search(const tpar_plan_model_t *m, const tpar_plan_hw_t *hw,
+                                      const tpar_plan_layout_t *constraint, tpar_plan_result_t *best,
+                                      int max, int *n_best, long long *n_valid, tpar_err_t *err);
 
 #endif /* TPAR_PLAN_H */

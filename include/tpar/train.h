@@ -55,12 +55,12 @@ typedef struct {
                             skips its update (counted as skipped steps) and goes on */
 } tpar_train_config_t;
 
-void tpar_train_config_default(tpar_train_config_t *c);
+TPAR_API void tpar_train_config_default(tpar_train_config_t *c);
 
 /* Checks everything that can be checked before starting ranks: the preset, divisibility by
  * tp, seq <= n_positions, the data file readable, flags that need each other. world > 0:
  * also world == tp * dp. A message says what is wrong and how to fix it. */
-tpar_status tpar_train_validate(const tpar_train_config_t *c, int world, tpar_err_t *err);
+TPAR_API tpar_status tpar_train_validate(const tpar_train_config_t *c, int world, tpar_err_t *err);
 
 typedef struct {
     int start_step, end_step;  /* steps run: (start_step, end_step] */
@@ -75,10 +75,10 @@ typedef struct {
 
 /* Runs this rank's part of the job (joins the world with tpar_comm_init). Rank 0 prints
  * progress to stdout. */
-tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *res, tpar_err_t *err);
+TPAR_API tpar_status tpar_train_run(const tpar_train_config_t *c, tpar_train_result_t *res, tpar_err_t *err);
 
 /* The learning rate at step s (1-based): warmup, then cosine to lr * lr_min_frac. */
-double tpar_train_lr(const tpar_train_config_t *c, int s);
+TPAR_API double tpar_train_lr(const tpar_train_config_t *c, int s);
 
 /* The MFU reference is tpar_gemm_peak_flops (kernels.h): the best fp32 GEMM rate per core of
  * any provider, times the cores used; it is printed at start-up and written as peak_gflops. */

@@ -57,7 +57,7 @@ int tpar_cli_int(const char *cmd, const char *opt, const char *val, long long lo
 int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo, double hi,
                     double *out);
 
-/* Progress of the library's long work drawn on stderr (progress.c): a bar with rate and ETA
+/* Progress of the library's long work drawn on stderr (cli_progress.c): a bar with rate and ETA
  * when stderr is a terminal, a plain line every 5 s otherwise; nothing for work shorter than
  * TPAR_PROGRESS_DELAY seconds (1 on a terminal, 3 otherwise). p must outlive the work. */
 typedef struct {

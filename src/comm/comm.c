@@ -1,6 +1,6 @@
 /* The communicator front end: configuration, argument checks, the queue of non-blocking
  * calls and its progress (worker thread or inside test/wait), accounting, and dispatch to
- * the backend. Backends only ever see validated calls, one at a time, in issue order. */
+ * the backend through its operations table (comm_backend_ops_t). Backends only ever see validated calls, one at a time, in issue order. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -10,92 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "comm_internal.h"
 #include "tpar/fault.h"
 
 #define DEFAULT_TIMEOUT_S 60.0
-
-const char *coll_name(coll_kind k) {
-    static const char *names[] = {"?", "allreduce", "allgather", "allgatherv", "reduce_scatter",
-                                  "reduce_scatterv", "broadcast", "alltoall", "barrier", "send", "recv"};
-    return (unsigned)k < COLL_KIND_END ? names[k] : "?";
-}
-
-/* ---- the world's shared state ------------------------------------------------------------ */
-
-comm_world_t *comm_world_new(void) {
-    comm_world_t *w = calloc(1, sizeof *w);
-    if (w) atomic_init(&w->refs, 1);
-    return w;
-}
-
-comm_world_t *comm_world_ref(comm_world_t *w) {
-    if (w) atomic_fetch_add(&w->refs, 1);
-    return w;
-}
-
-void comm_world_unref(comm_world_t *w) {
-    if (!w || atomic_fetch_sub(&w->refs, 1) != 1) return;
-    free(w->pids);
-    free(w->hosts);
-    free(w);
-}
-
-int comm_world_failed(const tpar_comm_t *c) { return c->wstate && atomic_load(&c->wstate->failed) != 0; }
-
-/* The first failure that can leave peers waiting marks the world (see comm_world_t). */
-static void world_mark_failed(tpar_comm_t *c, tpar_status code) {
-    comm_world_t *w = c->wstate;
-    int zero = 0;
-    if (!w || code == TPAR_ERR_MISMATCH || !atomic_compare_exchange_strong(&w->failed, &zero, 1)) return;
-    snprintf(w->msg, sizeof w->msg, "%s", c->err);
-    w->code = code;
-    atomic_store(&w->failed, 2);
-}
-
-void comm_pid_state(int pid, char *buf, size_t n) {
-    buf[0] = 0;
-    if (pid <= 0) return;
-    char path[64], stat[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) snprintf(buf, n, ", which no longer exists");
-        return;
-    }
-    ssize_t got = read(fd, stat, sizeof stat - 1);
-    close(fd);
-    if (got <= 0) return;
-    stat[got] = 0;
-    const char *paren = strrchr(stat, ')'); /* "pid (comm) S ...": comm may hold spaces */
-    char state = paren && paren[1] == ' ' ? paren[2] : '?';
-    if (state == 'T' || state == 't')
-        snprintf(buf, n, ", which is stopped (SIGSTOP or a debugger)");
-    else if (state == 'Z' || state == 'X')
-        snprintf(buf, n, ", which has exited");
-}
-
-tpar_status comm_fail(tpar_comm_t *c, tpar_status code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->err, sizeof c->err, fmt, ap);
-    va_end(ap);
-    if (code != TPAR_ERR_INVALID_ARG && c->poisoned == TPAR_OK) {
-        c->poisoned = code;
-        world_mark_failed(c, code);
-    }
-    return code;
-}
-
-int comm_local_ranks(int fallback) {
-    static const char *vars[] = {"TPAR_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        long long v;
-        const char *s = getenv(vars[i]);
-        if (s && tpar_parse_int(s, 1, 1 << 20, &v) == TPAR_OK) return (int)v;
-    }
-    return fallback;
-}
 
 tpar_comm_config_t tpar_comm_config_default(void) {
     tpar_comm_config_t c = {TPAR_BACKEND_AUTO, 0.0, -1, -1};
@@ -110,21 +28,6 @@ static tpar_status backend_from_env(tpar_backend *b, tpar_err_t *err) {
     else if (!strcmp(v, "hier")) *b = TPAR_BACKEND_HIER;
     else return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "TPAR_COMM='%s': expected shm, mpi, hier or auto", v);
     return TPAR_OK;
-}
-
-tpar_comm_t *comm_new(int rank, int size) {
-    tpar_comm_t *c = calloc(1, sizeof *c);
-    if (!c) return NULL;
-    c->world_ranks = calloc((size_t)size, sizeof *c->world_ranks);
-    if (!c->world_ranks) {
-        free(c);
-        return NULL;
-    }
-    c->rank = rank;
-    c->size = size;
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    return c;
 }
 
 static tpar_status resolve_config(const tpar_comm_config_t *in, tpar_comm_config_t *out, tpar_err_t *err) {
@@ -188,20 +91,20 @@ tpar_status tpar_comm_init(const tpar_comm_config_t *cfg, tpar_comm_t **out, tpa
     c->world_rank = c->rank;
     for (int i = 0; i < c->size; i++) c->world_ranks[i] = i;
 
-    if (rc.backend == TPAR_BACKEND_SHM && (tpar_job || !mpi_job)) {
-        st = shm_world_init(c, err);
-    } else {
+    /* The backend's table; shm under mpirun is shm for every call, MPI only to set up. */
+    if (rc.backend == TPAR_BACKEND_SHM && (tpar_job || !mpi_job)) c->ops = &comm_shm_ops;
 #ifdef TPAR_HAVE_MPI
-        st = mpi_world_init(c, err); /* sets rank, size, world_ranks from MPI */
-        if (!st && rc.backend == TPAR_BACKEND_SHM) st = mpi_bootstrap_shm(c, err);
-        if (!st && rc.backend == TPAR_BACKEND_HIER) st = hier_setup(c, err);
-#else
+    else if (rc.backend == TPAR_BACKEND_SHM) c->ops = &comm_shm_mpirun_ops;
+    else if (rc.backend == TPAR_BACKEND_MPI) c->ops = &comm_mpi_ops;
+    else if (rc.backend == TPAR_BACKEND_HIER) c->ops = &comm_hier_ops;
+#endif
+    if (c->ops)
+        st = c->ops->world_init(c, err);
+    else
         st = tpar_err_set(err, TPAR_ERR_UNSUPPORTED,
                           "backend '%s' needs MPI, and this tpar was built without it (TPAR_WITH_MPI=OFF or no "
                           "Open MPI found)",
                           tpar_backend_name(rc.backend));
-#endif
-    }
     if (st) {
         /* peers may be left waiting in set-up: no MPI_Finalize (see comm_world_t) */
         if (st == TPAR_ERR_TIMEOUT || st == TPAR_ERR_PEER_DEAD || st == TPAR_ERR_SYS)
@@ -225,14 +128,8 @@ static tpar_status run_call(tpar_comm_t *c, const coll_t *k) {
                          "%s: not started, another communicator of this rank failed first: %.300s", what,
                          atomic_load(&w->failed) == 2 ? w->msg : "(message not yet written)");
     }
-    switch (c->backend) {
-    case TPAR_BACKEND_SHM: return shm_exec(c, k);
-#ifdef TPAR_HAVE_MPI
-    case TPAR_BACKEND_MPI: return mpi_exec(c, k);
-    case TPAR_BACKEND_HIER: return hier_exec(c, k);
-#endif
-    default: return comm_fail(c, TPAR_ERR_INTERNAL, "no backend");
-    }
+    if (!c->ops) return comm_fail(c, TPAR_ERR_INTERNAL, "no backend");
+    return c->ops->exec(c, k);
 }
 
 /* Pops and runs the head of the queue (caller holds mu; released while it runs). */
@@ -352,52 +249,6 @@ static uint64_t hash_counts(const size_t *counts, int n) {
         h *= 1099511628211ull;
     }
     return h;
-}
-
-void comm_describe_call(const coll_t *call, char *buf, size_t n) {
-    if (!call) {
-        snprintf(buf, n, "communicator set-up");
-    } else if (call->kind == COLL_BARRIER) {
-        snprintf(buf, n, "barrier #%llu", (unsigned long long)call->seq);
-    } else if (call->kind == COLL_SEND || call->kind == COLL_RECV) {
-        snprintf(buf, n, "%s (%s %d, tag %d, %zu x %s)", coll_name(call->kind),
-                 call->kind == COLL_SEND ? "to" : "from", call->peer, call->tag, call->count,
-                 tpar_dtype_name(call->dt));
-    } else {
-        int reduces = call->kind == COLL_ALLREDUCE || call->kind == COLL_REDUCE_SCATTER ||
-                      call->kind == COLL_REDUCE_SCATTERV;
-        snprintf(buf, n, "%s #%llu (%zu x %s%s%s)", coll_name(call->kind), (unsigned long long)call->seq,
-                 call->count, tpar_dtype_name(call->dt), reduces ? " " : "", reduces ? tpar_op_name(call->op) : "");
-    }
-}
-
-call_desc_t comm_call_desc(const coll_t *k) {
-    int v = k->kind == COLL_ALLGATHERV || k->kind == COLL_REDUCE_SCATTERV;
-    return (call_desc_t){k->seq, v ? k->desc_hash : k->count, (uint8_t)k->kind, (uint8_t)k->dt, (uint8_t)k->op,
-                         0, (int32_t)k->root};
-}
-
-tpar_status comm_mismatch(tpar_comm_t *c, const coll_t *k, int q, const call_desc_t *d) {
-    call_desc_t mine = comm_call_desc(k);
-    char what[160];
-    comm_describe_call(k, what, sizeof what);
-    int v = k->kind == COLL_ALLGATHERV || k->kind == COLL_REDUCE_SCATTERV;
-    if (v && d->seq == mine.seq && d->kind == mine.kind && d->dt == mine.dt && d->root == mine.root &&
-        d->op == mine.op)
-        return comm_fail(c, TPAR_ERR_MISMATCH, "%s: rank %d passed other per-rank counts than this rank (%d)", what,
-                         q, c->rank);
-    char theirs[24] = "per-rank", ours[24] = "per-rank";
-    if (!v) {
-        snprintf(theirs, sizeof theirs, "%llu", (unsigned long long)d->size);
-        snprintf(ours, sizeof ours, "%llu", (unsigned long long)mine.size);
-    }
-    return comm_fail(c, TPAR_ERR_MISMATCH,
-                     "%s: rank %d called %s #%llu with %s x %s, %s, root %d, while this rank (%d) passed %s x %s, "
-                     "%s, root %d",
-                     what, q, d->kind > 0 && d->kind < COLL_KIND_END ? coll_name((coll_kind)d->kind) : "?",
-                     (unsigned long long)d->seq, theirs, tpar_dtype_name((tpar_dtype)d->dt),
-                     tpar_op_name((tpar_op)d->op), d->root, c->rank, ours, tpar_dtype_name(k->dt),
-                     tpar_op_name(k->op), k->root);
 }
 
 /* Counts a call's ring bus bytes (see tpar_comm_stats_t); `whole` is the full buffer in
@@ -579,6 +430,22 @@ tpar_status tpar_comm_recv(tpar_comm_t *comm, void *buf, size_t count, tpar_dtyp
     return p2p(comm, COLL_RECV, NULL, buf, count, dt, src, tag);
 }
 
+/* ---- agreeing on a status ---------------------------------------------------------------------- */
+
+tpar_status tpar_comm_agree(tpar_comm_t *comm, tpar_status status, const char *what, tpar_err_t *err) {
+    if (!what) what = "agreeing on a status";
+    if (!comm) return tpar_err_set(err, TPAR_ERR_INVALID_ARG, "%s: tpar_comm_agree: comm is NULL", what);
+    /* One int64 all-reduce (max): the status in the high half, INT32_MAX - rank in the low half,
+     * so the maximum is the worst status and, among its ranks, the lowest. */
+    int64_t v = ((int64_t)status << 32) | (int64_t)(INT32_MAX - comm->rank);
+    tpar_status cs = tpar_comm_allreduce(comm, TPAR_IN_PLACE, &v, 1, TPAR_I64, TPAR_MAX);
+    if (cs) return tpar_err_set(err, cs, "%s: %s", what, tpar_comm_error(comm));
+    tpar_status worst = (tpar_status)(v >> 32);
+    if (status || !worst) return status;
+    int who = INT32_MAX - (int)(v & 0xffffffff);
+    return tpar_err_set(err, worst, "%s: another rank failed (rank %d: %s)", what, who, tpar_status_str(worst));
+}
+
 /* ---- non-blocking calls ------------------------------------------------------------------------ */
 
 static tpar_status start(tpar_comm_t *comm, coll_t *k, tpar_status st, tpar_request_t **req) {
@@ -653,6 +520,7 @@ tpar_status tpar_comm_split(tpar_comm_t *comm, int color, int key, tpar_comm_t *
     if (child) {
         child->cfg = comm->cfg;
         child->backend = comm->backend;
+        child->ops = comm->ops;
         child->timeout_s = comm->timeout_s;
         child->world_rank = comm->world_rank;
         child->wstate = comm_world_ref(comm->wstate);
@@ -661,19 +529,9 @@ tpar_status tpar_comm_split(tpar_comm_t *comm, int color, int key, tpar_comm_t *
     tpar_err_t err;
     tpar_err_clear(&err);
     if (!st) {
-        switch (comm->backend) {
-        case TPAR_BACKEND_SHM:
-            st = shm_split(comm, child, child ? members[0] : 0, m, &err);
-            break;
-#ifdef TPAR_HAVE_MPI
-        case TPAR_BACKEND_MPI:
-        case TPAR_BACKEND_HIER:
-            st = mpi_split(comm, child, color, key);
-            if (!st && child && comm->backend == TPAR_BACKEND_HIER) st = hier_setup(child, &err);
-            break;
-#endif
-        default: st = comm_fail(comm, TPAR_ERR_INTERNAL, "split: no backend");
-        }
+        comm_split_t sp = {color, key, child ? members[0] : 0, m};
+        st = comm->ops ? comm->ops->split(comm, child, &sp, &err)
+                       : comm_fail(comm, TPAR_ERR_INTERNAL, "split: no backend");
     }
     /* The parent carries the message; it is poisoned only if its own traffic failed. */
     if (st && err.msg[0]) {
@@ -702,10 +560,7 @@ void tpar_comm_free(tpar_comm_t *comm) {
         pthread_mutex_unlock(&comm->mu);
         pthread_join(comm->worker, NULL);
     }
-    shm_free(comm->shm);
-#ifdef TPAR_HAVE_MPI
-    mpi_free(comm);
-#endif
+    if (comm->ops) comm->ops->free(comm);
     comm_world_unref(comm->wstate);
     pthread_mutex_destroy(&comm->mu);
     pthread_cond_destroy(&comm->cv);
@@ -714,12 +569,12 @@ void tpar_comm_free(tpar_comm_t *comm) {
 }
 
 void *tpar_comm_mem_alloc(tpar_comm_t *comm, size_t bytes) {
-    void *p = comm && comm->shm ? shm_alloc(comm->shm, bytes) : NULL;
+    void *p = comm && comm->ops && comm->ops->mem_alloc ? comm->ops->mem_alloc(comm, bytes) : NULL;
     return p ? p : tpar_calloc_aligned(bytes ? bytes : 1, 1);
 }
 
 void tpar_comm_mem_free(tpar_comm_t *comm, void *p) {
-    if (p && !(comm && comm->shm && shm_free_mem(comm->shm, p))) tpar_free(p);
+    if (p && !(comm && comm->ops && comm->ops->mem_free && comm->ops->mem_free(comm, p))) tpar_free(p);
 }
 
 #ifndef TPAR_HAVE_MPI

@@ -24,15 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "comm_mpi.h"
 
-struct mpi_comm {
-    MPI_Comm comm;       /* all members */
-    tpar_comm_t *local;  /* hier: shm among the members on this host */
-    MPI_Comm cross;      /* hier: members with the same local rank, one per host */
-    int nhosts;
-    int two_level;       /* hier: every host has the same number of members */
-};
 
 int mpi_started_by_launcher(void) {
     static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS"};
@@ -86,8 +79,8 @@ static void name_silent(const tpar_comm_t *c, char *buf, size_t n) {
  * within the deadline. A rank that stopped or died before a constructor then makes the others
  * fail with TPAR_ERR_TIMEOUT instead of waiting inside MPI forever (a rank stopped inside
  * MPI_Init itself is beyond reach: docs/FAULTS.md). c (may be NULL) names a stopped peer. */
-static tpar_status setup_done(const tpar_comm_t *c, MPI_Request *req, double timeout_s, const char *what,
-                              tpar_err_t *err) {
+tpar_status mpi_setup_done(const tpar_comm_t *c, MPI_Request *req, double timeout_s, const char *what,
+                           tpar_err_t *err) {
     double t0 = tpar_now();
     for (long i = 0;; i++) {
         int flag = 0;
@@ -111,11 +104,11 @@ static tpar_status setup_done(const tpar_comm_t *c, MPI_Request *req, double tim
     }
 }
 
-static tpar_status fence(const tpar_comm_t *c, MPI_Comm comm, double timeout_s, const char *what, tpar_err_t *err) {
+tpar_status mpi_fence(const tpar_comm_t *c, MPI_Comm comm, double timeout_s, const char *what, tpar_err_t *err) {
     MPI_Request req;
     if (MPI_Ibarrier(comm, &req) != MPI_SUCCESS)
         return tpar_err_set(err, TPAR_ERR_SYS, "communicator set-up (MPI): %s failed", what);
-    return setup_done(c, &req, timeout_s, what, err);
+    return mpi_setup_done(c, &req, timeout_s, what, err);
 }
 
 /* Completes req within the communicator's deadline; polls, then yields, then naps. */
@@ -152,7 +145,7 @@ static tpar_status too_big(tpar_comm_t *c, const coll_t *k) {
                      coll_name(k->kind), k->count);
 }
 
-static float *to_f32(const uint16_t *h, size_t n) {
+float *mpi_bf16_to_f32(const uint16_t *h, size_t n) {
     float *f = malloc((n ? n : 1) * sizeof *f);
     if (f)
         for (size_t i = 0; i < n; i++) f[i] = tpar_bf16_to_f32(h[i]);
@@ -160,8 +153,8 @@ static float *to_f32(const uint16_t *h, size_t n) {
 }
 
 /* All-reduce on an MPI communicator (also the inter-host step of hier). */
-static tpar_status mpi_allreduce_on(tpar_comm_t *c, MPI_Comm comm, const void *sbuf, void *rbuf, size_t count,
-                                    tpar_dtype dt, tpar_op op, const coll_t *k) {
+tpar_status mpi_allreduce_on(tpar_comm_t *c, MPI_Comm comm, const void *sbuf, void *rbuf, size_t count,
+                             tpar_dtype dt, tpar_op op, const coll_t *k) {
     if (!fits_int(count)) return too_big(c, k);
     MPI_Request req;
     if (dt != TPAR_BF16) {
@@ -169,7 +162,7 @@ static tpar_status mpi_allreduce_on(tpar_comm_t *c, MPI_Comm comm, const void *s
                                 &req);
         return rc != MPI_SUCCESS ? mpi_err(c, rc, "allreduce") : mpi_complete(c, &req, NULL, k);
     }
-    float *f = to_f32(sbuf, count);
+    float *f = mpi_bf16_to_f32(sbuf, count);
     if (!f) return comm_fail(c, TPAR_ERR_NOMEM, "allreduce: out of memory");
     int rc = MPI_Iallreduce(MPI_IN_PLACE, f, (int)count, MPI_FLOAT, mpi_op(op), comm, &req);
     tpar_status st = rc != MPI_SUCCESS ? mpi_err(c, rc, "allreduce") : mpi_complete(c, &req, NULL, k);
@@ -199,7 +192,7 @@ static tpar_status mpi_reduce_scatter(tpar_comm_t *c, const coll_t *k, const siz
                                      mpi_op(k->op), c->mpi->comm, &req);
         st = rc != MPI_SUCCESS ? mpi_err(c, rc, "reduce_scatter") : mpi_complete(c, &req, NULL, k);
     } else {
-        float *f = to_f32(k->sbuf, total);
+        float *f = mpi_bf16_to_f32(k->sbuf, total);
         if (!f) {
             free(ic);
             return comm_fail(c, TPAR_ERR_NOMEM, "reduce_scatter: out of memory");
@@ -236,7 +229,7 @@ static tpar_status mpi_allgatherv(tpar_comm_t *c, const coll_t *k) {
 
 /* TPAR_COMM_CHECK=1: every rank's description of a collective, all-gathered and compared
  * before it runs (MPI itself would hang on some mismatches and mis-sum others). */
-static tpar_status mpi_check(tpar_comm_t *c, const coll_t *k) {
+tpar_status mpi_check(tpar_comm_t *c, const coll_t *k) {
     if (!c->cfg.check_calls || k->kind == COLL_SEND || k->kind == COLL_RECV) return TPAR_OK;
     call_desc_t mine = comm_call_desc(k), *all = malloc((size_t)c->size * sizeof *all);
     if (!all) return comm_fail(c, TPAR_ERR_NOMEM, "%s: out of memory", coll_name(k->kind));
@@ -330,7 +323,7 @@ static tpar_status share_identity(tpar_comm_t *c, tpar_err_t *err) {
     MPI_Request req;
     tpar_status st = MPI_Iallgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, c->mpi->comm, &req) != MPI_SUCCESS
                          ? tpar_err_set(err, TPAR_ERR_SYS, "mpi: MPI_Iallgather of the ranks' pids failed")
-                         : setup_done(NULL, &req, c->timeout_s, "all-gather of the ranks' pids", err);
+                         : mpi_setup_done(NULL, &req, c->timeout_s, "all-gather of the ranks' pids", err);
     if (st) {
         free(all);
         return st;
@@ -357,7 +350,7 @@ tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err) {
     /* A worker thread needs MPI to accept calls from any thread. */
     if (provided < MPI_THREAD_MULTIPLE) c->cfg.progress_thread = 0;
     MPI_Comm dup;
-    tpar_status fst = fence(NULL, MPI_COMM_WORLD, c->timeout_s, "duplicating the world", err);
+    tpar_status fst = mpi_fence(NULL, MPI_COMM_WORLD, c->timeout_s, "duplicating the world", err);
     if (fst) return fst;
     if (MPI_Comm_dup(MPI_COMM_WORLD, &dup) != MPI_SUCCESS) return tpar_err_set(err, TPAR_ERR_SYS, "MPI_Comm_dup failed");
     MPI_Comm_rank(dup, &c->rank);
@@ -377,7 +370,7 @@ tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err) {
 tpar_status mpi_split(tpar_comm_t *parent, tpar_comm_t *child, int color, int key) {
     MPI_Comm nc;
     tpar_err_t ferr;
-    tpar_status fst = fence(parent, parent->mpi->comm, parent->timeout_s, "split", &ferr);
+    tpar_status fst = mpi_fence(parent, parent->mpi->comm, parent->timeout_s, "split", &ferr);
     if (fst) return comm_fail(parent, fst, "%s", ferr.msg);
     int rc = MPI_Comm_split(parent->mpi->comm, color < 0 ? MPI_UNDEFINED : color, key, &nc);
     if (rc != MPI_SUCCESS) return mpi_err(parent, rc, "split");
@@ -390,7 +383,7 @@ tpar_status mpi_split(tpar_comm_t *parent, tpar_comm_t *child, int color, int ke
 
 /* The arena for the ranks of `comm` (all on one host): rank 0 makes it, the others open it
  * through /proc. Returns an fd this process owns. */
-static tpar_status share_arena(const tpar_comm_t *c, MPI_Comm comm, int nranks, int *fd_out, tpar_err_t *err) {
+tpar_status mpi_share_arena(const tpar_comm_t *c, MPI_Comm comm, int nranks, int *fd_out, tpar_err_t *err) {
     int me;
     MPI_Comm_rank(comm, &me);
     int info[3] = {0, -1, 0}; /* ok, fd, pid */
@@ -406,7 +399,7 @@ static tpar_status share_arena(const tpar_comm_t *c, MPI_Comm comm, int nranks, 
     MPI_Request req;
     tpar_status bst = MPI_Ibcast(info, 3, MPI_INT, 0, comm, &req) != MPI_SUCCESS
                           ? tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: MPI_Ibcast failed")
-                          : setup_done(c, &req, c->timeout_s, "broadcast of the host's arena", err);
+                          : mpi_setup_done(c, &req, c->timeout_s, "broadcast of the host's arena", err);
     if (bst) {
         if (fd >= 0) close(fd);
         return bst;
@@ -422,7 +415,7 @@ static tpar_status share_arena(const tpar_comm_t *c, MPI_Comm comm, int nranks, 
     /* The leader's fd must stay open until everyone has opened it. */
     tpar_status ast = MPI_Iallreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm, &req) != MPI_SUCCESS
                           ? tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: MPI_Iallreduce failed")
-                          : setup_done(c, &req, c->timeout_s, "opening the host's arena", err);
+                          : mpi_setup_done(c, &req, c->timeout_s, "opening the host's arena", err);
     if (ast) {
         if (fd >= 0) close(fd);
         return ast;
@@ -437,9 +430,9 @@ static tpar_status share_arena(const tpar_comm_t *c, MPI_Comm comm, int nranks, 
     return TPAR_OK;
 }
 
-tpar_status mpi_bootstrap_shm(tpar_comm_t *c, tpar_err_t *err) {
+static tpar_status mpi_bootstrap_shm(tpar_comm_t *c, tpar_err_t *err) {
     MPI_Comm local;
-    tpar_status st = fence(c, c->mpi->comm, c->timeout_s, "grouping the ranks by host", err);
+    tpar_status st = mpi_fence(c, c->mpi->comm, c->timeout_s, "grouping the ranks by host", err);
     if (st) return st;
     MPI_Comm_split_type(c->mpi->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local);
     int ls;
@@ -448,119 +441,14 @@ tpar_status mpi_bootstrap_shm(tpar_comm_t *c, tpar_err_t *err) {
     MPI_Request req;
     st = MPI_Iallreduce(&mine, &all_local, 1, MPI_INT, MPI_MIN, c->mpi->comm, &req) != MPI_SUCCESS
              ? tpar_err_set(err, TPAR_ERR_SYS, "shm under MPI: MPI_Iallreduce failed")
-             : setup_done(c, &req, c->timeout_s, "grouping the ranks by host", err);
+             : mpi_setup_done(c, &req, c->timeout_s, "grouping the ranks by host", err);
     int fd = -1;
     if (!st && !all_local)
         st = tpar_err_set(err, TPAR_ERR_INVALID_ARG,
                           "TPAR_COMM=shm needs every rank on one host; these ranks span hosts (use hier or mpi)");
-    if (!st) st = share_arena(c, local, c->size, &fd, err);
+    if (!st) st = mpi_share_arena(c, local, c->size, &fd, err);
     MPI_Comm_free(&local);
     if (!st) st = shm_attach_fd(c, fd, err);
-    return st;
-}
-
-tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err) {
-    mpi_comm_t *m = c->mpi;
-    long long host_size = 0;
-    tpar_status st = tpar_env_int("TPAR_COMM_HIER_HOST_SIZE", 0, 0, 1 << 20, &host_size, err);
-    if (st) return st;
-    MPI_Comm local;
-    if ((st = fence(c, m->comm, c->timeout_s, "grouping the ranks by host", err))) return st;
-    if (host_size > 0) /* pretend hosts: consecutive world ranks */
-        MPI_Comm_split(m->comm, (int)(c->world_rank / host_size), c->rank, &local);
-    else
-        MPI_Comm_split_type(m->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local);
-    int lr, ls;
-    MPI_Comm_rank(local, &lr);
-    MPI_Comm_size(local, &ls);
-    if ((st = fence(c, m->comm, c->timeout_s, "grouping the ranks across hosts", err))) {
-        MPI_Comm_free(&local);
-        return st;
-    }
-    MPI_Comm_split(m->comm, lr, c->rank, &m->cross);
-    MPI_Comm_set_errhandler(m->cross, MPI_ERRORS_RETURN);
-    int cs;
-    MPI_Comm_size(m->cross, &cs);
-    int mm[3] = {ls, -ls, cs}, agg[3];
-    MPI_Request req;
-    st = MPI_Iallreduce(mm, agg, 3, MPI_INT, MPI_MAX, m->comm, &req) != MPI_SUCCESS
-             ? tpar_err_set(err, TPAR_ERR_SYS, "hier: MPI_Iallreduce failed")
-             : setup_done(c, &req, c->timeout_s, "counting the hosts", err);
-    if (st) {
-        MPI_Comm_free(&local);
-        return st;
-    }
-    m->two_level = agg[0] == -agg[1]; /* same number of ranks on every host */
-    m->nhosts = agg[2];
-
-    tpar_comm_t *l = comm_new(lr, ls);
-    int fd = -1;
-    st = l ? TPAR_OK : tpar_err_set(err, TPAR_ERR_NOMEM, "hier: out of memory");
-    if (!st) {
-        l->backend = l->cfg.backend = TPAR_BACKEND_SHM;
-        l->timeout_s = l->cfg.timeout_s = c->timeout_s;
-        l->cfg.progress_thread = 0; /* the hier communicator's own queue drives it */
-        l->world_rank = c->world_rank;
-        l->wstate = comm_world_ref(c->wstate);
-        m->local = l; /* freed with c, whatever happens below */
-        st = MPI_Iallgather(&c->world_rank, 1, MPI_INT, l->world_ranks, 1, MPI_INT, local, &req) != MPI_SUCCESS
-                 ? tpar_err_set(err, TPAR_ERR_SYS, "hier: MPI_Iallgather failed")
-                 : setup_done(c, &req, c->timeout_s, "the host's world ranks", err);
-    }
-    if (!st) st = share_arena(c, local, ls, &fd, err);
-    if (!st) st = shm_attach_fd(l, fd, err);
-    MPI_Comm_free(&local);
-    return st;
-}
-
-/* Copies a failure of the host-local communicator onto the hier communicator. */
-static tpar_status from_local(tpar_comm_t *c, tpar_status st) {
-    if (st) comm_fail(c, st, "%s (within host, shm)", tpar_comm_error(c->mpi->local));
-    return st;
-}
-
-/* Two levels: my local rank owns slice [displs[lr], +counts[lr]) of the vector. */
-static tpar_status two_level(tpar_comm_t *c, const void *sbuf, void *rbuf, size_t count, tpar_dtype dt,
-                             const coll_t *k) {
-    mpi_comm_t *m = c->mpi;
-    tpar_comm_t *l = m->local;
-    int ls = l->size, lr = l->rank;
-    size_t esz = tpar_dtype_size(dt);
-    size_t *counts = malloc(2 * (size_t)ls * sizeof *counts);
-    void *slice = NULL;
-    if (counts) {
-        for (int i = 0; i < ls; i++) {
-            counts[i] = count * (size_t)(i + 1) / (size_t)ls - count * (size_t)i / (size_t)ls;
-            counts[ls + i] = count * (size_t)i / (size_t)ls;
-        }
-        slice = malloc(counts[lr] * esz + 1);
-    }
-    if (!counts || !slice) {
-        free(counts);
-        return comm_fail(c, TPAR_ERR_NOMEM, "allreduce: out of memory");
-    }
-    tpar_status st = from_local(c, tpar_comm_reduce_scatterv(l, sbuf, slice, counts, dt, k->op));
-    if (!st) st = mpi_allreduce_on(c, m->cross, slice, slice, counts[lr], dt, k->op, k);
-    if (!st) st = from_local(c, tpar_comm_allgatherv(l, slice, counts[lr], rbuf, counts, counts + ls, dt));
-    free(slice);
-    free(counts);
-    return st;
-}
-
-tpar_status hier_exec(tpar_comm_t *c, const coll_t *k) {
-    mpi_comm_t *m = c->mpi;
-    if (m->nhosts == 1) return from_local(c, shm_exec(m->local, k)); /* one host: its ranks are all ranks */
-    if (k->kind != COLL_ALLREDUCE || !m->two_level) return mpi_exec(c, k);
-    /* Each host's shm checks only its own ranks: compare across hosts first. */
-    tpar_status st = mpi_check(c, k);
-    if (st) return st;
-    if (k->dt != TPAR_BF16) return two_level(c, k->sbuf, k->rbuf, k->count, k->dt, k);
-    /* bfloat16: both levels in float32, rounded once at the end */
-    float *f = to_f32(k->sbuf, k->count);
-    if (!f) return comm_fail(c, TPAR_ERR_NOMEM, "allreduce: out of memory");
-    st = two_level(c, f, f, k->count, TPAR_F32, k);
-    for (size_t i = 0; !st && i < k->count; i++) ((uint16_t *)k->rbuf)[i] = tpar_f32_to_bf16(f[i]);
-    free(f);
     return st;
 }
 
@@ -572,7 +460,7 @@ void mpi_free(tpar_comm_t *c) {
      * stopped after the others finished would otherwise keep them there forever). */
     if (m && c->owns_mpi_init && !finalized && !c->poisoned && !comm_world_failed(c)) {
         tpar_err_t ferr;
-        if (fence(c, m->comm, c->timeout_s, "finalize", &ferr)) comm_fail(c, TPAR_ERR_TIMEOUT, "%s", ferr.msg);
+        if (mpi_fence(c, m->comm, c->timeout_s, "finalize", &ferr)) comm_fail(c, TPAR_ERR_TIMEOUT, "%s", ferr.msg);
     }
     if (m) {
         tpar_comm_free(m->local);
@@ -585,6 +473,28 @@ void mpi_free(tpar_comm_t *c) {
      * reports its error, then tpar_comm_abort_unfinished ends the job. */
     if (c->owns_mpi_init && !finalized && !c->poisoned && !comm_world_failed(c)) MPI_Finalize();
 }
+
+static tpar_status mpi_split_op(tpar_comm_t *parent, tpar_comm_t *child, const comm_split_t *sp, tpar_err_t *err) {
+    (void)err; /* failures are recorded on the parent */
+    return mpi_split(parent, child, sp->color, sp->key);
+}
+
+const comm_backend_ops_t comm_mpi_ops = {"mpi", mpi_world_init, mpi_split_op, mpi_exec, mpi_free, NULL, NULL};
+
+/* shm with ranks started by mpirun: MPI only to set up the world (and to end it), shm for
+ * every call; its splits are plain shm communicators. */
+static tpar_status shm_mpirun_world_init(tpar_comm_t *c, tpar_err_t *err) {
+    tpar_status st = mpi_world_init(c, err); /* sets rank, size, world_ranks from MPI */
+    return st ? st : mpi_bootstrap_shm(c, err);
+}
+
+static void shm_mpirun_free(tpar_comm_t *c) {
+    comm_shm_ops.free(c);
+    mpi_free(c);
+}
+
+const comm_backend_ops_t comm_shm_mpirun_ops = {"shm",           shm_mpirun_world_init, shm_split_op,   shm_exec,
+                                                shm_mpirun_free, shm_mem_alloc_op,      shm_mem_free_op};
 
 int tpar_comm_abort_unfinished(int status) {
     int inited = 0, finalized = 0;

@@ -6,7 +6,7 @@
 #include <emmintrin.h>
 #endif
 
-#include "internal.h"
+#include "comm_internal.h"
 
 size_t tpar_dtype_size(tpar_dtype dt) {
     switch (dt) {

@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "comm_internal.h"
 
 #define ARENA_MAGIC 0x74706172415245ull /* "tparARE" */
 #define REGION_MAGIC 0x7470617252474eull
@@ -938,3 +938,20 @@ tpar_status shm_exec(tpar_comm_t *c, const coll_t *k) {
     s->cur = NULL;
     return st;
 }
+
+/* ---- the table ---------------------------------------------------------------------------- */
+
+tpar_status shm_split_op(tpar_comm_t *parent, tpar_comm_t *child, const comm_split_t *sp, tpar_err_t *err) {
+    return shm_split(parent, child, sp->leader, sp->nmembers, err);
+}
+
+static void shm_free_op(tpar_comm_t *c) {
+    shm_free(c->shm);
+    c->shm = NULL;
+}
+
+void *shm_mem_alloc_op(tpar_comm_t *c, size_t bytes) { return c->shm ? shm_alloc(c->shm, bytes) : NULL; }
+int shm_mem_free_op(tpar_comm_t *c, void *p) { return c->shm && shm_free_mem(c->shm, p); }
+
+const comm_backend_ops_t comm_shm_ops = {"shm",       shm_world_init,   shm_split_op,   shm_exec,
+                                         shm_free_op, shm_mem_alloc_op, shm_mem_free_op};

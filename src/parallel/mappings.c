@@ -1,4 +1,7 @@
-/* The conjugate mappings: the only places where layers talk to each other. */
+/* The conjugate mappings (f/g of Megatron, and their SP forms): the blocking collectives
+ * between layers. Not the only place layers talk: the overlapped backward of linear.c issues
+ * its own non-blocking all-gather / reduce-scatter / all-reduce (tpar_comm_i*), and vocab.c's
+ * cross-entropy its own max all-reduce of the row maxima (TPAR_MAX; the sums go through here). */
 #include <string.h>
 
 #include "internal.h"

@@ -179,13 +179,6 @@ static tpar_status validate(job_t *j, double *out, tpar_err_t *err) {
 static const char *const opt_suffix[2] = {".exp_avg", ".exp_avg_sq"};
 static const char *const w_suffix[1] = {""};
 
-static tpar_status agree(job_t *j, tpar_status st, const char *what, tpar_err_t *err) {
-    int32_t v = (int32_t)st;
-    tpar_status cs = tpar_comm_allreduce(j->world, TPAR_IN_PLACE, &v, 1, TPAR_I32, TPAR_MAX);
-    if (cs) return comm_fail(j->world, cs, what, err);
-    if (v && !st) return tpar_err_set(err, (tpar_status)v, "%s: another rank failed", what);
-    return st;
-}
 
 /* ---- non-finite values ------------------------------------------------------------------------ */
 
@@ -277,7 +270,7 @@ static tpar_status save_checkpoint(job_t *j, int step, tpar_err_t *err) {
     } else {
         if ((st = tpar_ckpt_path(tmp, sizeof tmp, c->save_dir, step, 1))) tpar_err_set(err, st, "checkpoint: path too long");
     }
-    if ((st = agree(j, st, "checkpoint begin", err))) return st;
+    if ((st = tpar_comm_agree(j->world, st, "checkpoint begin", err))) return st;
     int writer = j->dp_rank == 0;
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     const float *w[1] = {j->m->params};
@@ -290,7 +283,7 @@ static tpar_status save_checkpoint(job_t *j, int step, tpar_err_t *err) {
         st = save_state(j, step, tmp, err);
         if (!st) st = tpar_ckpt_commit(c->save_dir, step, c->keep, warning, sizeof warning, err);
     }
-    if ((st = agree(j, st, "checkpoint commit", err))) return st;
+    if ((st = tpar_comm_agree(j->world, st, "checkpoint commit", err))) return st;
     if (j->rank == 0) {
         if (warning[0]) printf("warning: %s\n", warning);
         printf("saved checkpoint step %d (%.2f s)\n", step, tpar_now() - t0);
@@ -511,7 +504,7 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     if ((st = train_placement(j->world, c->tp, c->allow_tp_across_hosts, placement, sizeof placement, err)))
         return st;
     res->config_error = 0;
-    if (c->save_dir && (st = agree(j, lock_save_dir(j, err), "save directory", err))) {
+    if (c->save_dir && (st = tpar_comm_agree(j->world, lock_save_dir(j, err), "save directory", err))) {
         res->same_error = 1; // rank 0's message is the one that says why: it alone prints
         return st;
     }
@@ -548,7 +541,8 @@ static tpar_status setup(job_t *j, int *start, tpar_train_result_t *res, tpar_er
     tpar_gpt2_init(j->m, c->seed);
     *start = 0;
     int restarted = train_restart_count() > 0 && c->save_dir; // restarted by the supervisor: resume
-    if ((c->resume || restarted) && (st = agree(j, load_checkpoint(j, start, err), "resume", err))) return st;
+    if ((c->resume || restarted) && (st = tpar_comm_agree(j->world, load_checkpoint(j, start, err), "resume", err)))
+        return st;
     if (j->rank == 0 && c->metrics && (st = tpar_metrics_open(c->metrics, &j->metrics, err))) return st;
     if ((st = train_restart_log(j->rank, *start, j->metrics, err))) return st;
     // The MFU reference, measured in this run (the machine drifts): the best fp32 GEMM rate per

@@ -4,7 +4,7 @@
 #include <stdint.h>
 
 #include "check.h"
-#include "comm/internal.h"
+#include "comm/comm_internal.h"
 
 int main(void) {
     enum { PAD = 64, MAXN = 4096 + 67 };

@@ -1,5 +1,6 @@
-/* Internal to src/comm: the communicator object, the description of one call, and the
- * interface each backend (shm, mpi, hier) implements. */
+/* Internal to src/comm: the communicator object, the description of one call, the helpers
+ * beneath the backends (comm_util.c), and the operations table each backend (shm, mpi, hier)
+ * exports. The front end (comm.c) reaches a backend only through its table. */
 #ifndef TPAR_COMM_INTERNAL_H
 #define TPAR_COMM_INTERNAL_H
 
@@ -87,6 +88,40 @@ void comm_pid_state(int pid, char *buf, size_t n);
 typedef struct shm_comm shm_comm_t;
 typedef struct mpi_comm mpi_comm_t;
 
+/* Where a split puts the calling rank: color (< 0: no group; then child is NULL) and key as
+ * the caller passed them; leader, the parent rank of the child's rank 0; nmembers, the child's
+ * size. Each backend uses what it needs. */
+typedef struct {
+    int color, key, leader, nmembers;
+} comm_split_t;
+
+/* A backend's operations (NCCL's transport table, ggml's backend interface). Every backend
+ * exports one; tpar_comm_t.ops points at the table of the backend that made the communicator. */
+typedef struct {
+    const char *name;
+    /* The world: c has rank, size, world_ranks from the environment (the backend may replace
+     * them, as MPI does), timeout and config set; fills the backend's state. */
+    tpar_status (*world_init)(tpar_comm_t *c, tpar_err_t *err);
+    /* Collective over parent; child (rank, size, world_ranks, config set by the front end) is
+     * NULL on ranks that join no group. Failures of the parent's own traffic are recorded on
+     * the parent (comm_fail); err carries a set-up failure of the child. */
+    tpar_status (*split)(tpar_comm_t *parent, tpar_comm_t *child, const comm_split_t *s, tpar_err_t *err);
+    /* One validated call (see coll_t), in issue order. */
+    tpar_status (*exec)(tpar_comm_t *c, const coll_t *call);
+    /* Frees the backend's state (whatever world_init or split made, also after a failure). */
+    void (*free)(tpar_comm_t *c);
+    /* Shared memory that peers read in place (tpar_comm_mem_alloc); NULL: the backend has none. */
+    void *(*mem_alloc)(tpar_comm_t *c, size_t bytes);
+    int (*mem_free)(tpar_comm_t *c, void *p); /* 1 if p came from mem_alloc (and is freed) */
+} comm_backend_ops_t;
+
+extern const comm_backend_ops_t comm_shm_ops;        /* shm.c: ranks started by `tpar launch` */
+#ifdef TPAR_HAVE_MPI
+extern const comm_backend_ops_t comm_mpi_ops;        /* mpi.c */
+extern const comm_backend_ops_t comm_shm_mpirun_ops; /* mpi.c: shm, with ranks started by mpirun */
+extern const comm_backend_ops_t comm_hier_ops;       /* hier.c */
+#endif
+
 struct tpar_request {
     tpar_comm_t *comm;
     coll_t call;
@@ -97,6 +132,7 @@ struct tpar_request {
 
 struct tpar_comm {
     tpar_backend backend;
+    const comm_backend_ops_t *ops; /* NULL until the front end chose the backend */
     int rank, size;
     double timeout_s;
     int world_rank;          /* this process's rank in the world (for messages) */
@@ -131,6 +167,8 @@ tpar_status comm_fail(tpar_comm_t *c, tpar_status code, const char *fmt, ...)
  * mismatch (naming both) and returns TPAR_ERR_MISMATCH. */
 tpar_status comm_mismatch(tpar_comm_t *c, const coll_t *k, int q, const call_desc_t *theirs);
 
+/* ---- helpers (comm_util.c): see the declarations above (coll_name ... comm_mismatch) ---- */
+
 /* ---- reductions (reduce.c) ---- */
 /* dst[i] = srcs[0][i] op srcs[1][i] op ... op srcs[n-1][i], strictly in that order (bf16 in
  * float32, rounded once). dst may alias srcs[k] only if it is identical (same pointer). */
@@ -139,12 +177,16 @@ void tpar_reduce_n(void *dst, const void *const *srcs, int n, size_t count, tpar
  * of staying dirty in this core's cache, for staging that other cores read next. */
 void tpar_copy_stream(void *dst, const void *src, size_t n);
 
-/* ---- shm backend (shm.c) ---- */
+/* ---- shm backend (shm.c), also for the backends built on it (mpi.c's shm under mpirun, hier.c) ---- */
 tpar_status shm_world_init(tpar_comm_t *c, tpar_err_t *err); /* from TPAR_SHM_FD, or a private world of one */
 /* Collective over parent; child is NULL on ranks that join no group. leader: parent rank of
  * the child's rank 0. */
 tpar_status shm_split(tpar_comm_t *parent, tpar_comm_t *child, int leader, int nmembers, tpar_err_t *err);
 tpar_status shm_exec(tpar_comm_t *c, const coll_t *call);
+/* comm_shm_ops' entries, for the tables of the backends built on shm (mpi.c's shm under mpirun). */
+tpar_status shm_split_op(tpar_comm_t *parent, tpar_comm_t *child, const comm_split_t *sp, tpar_err_t *err);
+void *shm_mem_alloc_op(tpar_comm_t *c, size_t bytes);
+int shm_mem_free_op(tpar_comm_t *c, void *p);
 void shm_free(shm_comm_t *s);
 void *shm_alloc(shm_comm_t *s, size_t bytes);  /* from the arena; NULL if none or full */
 int shm_free_mem(shm_comm_t *s, void *p);      /* 1 if p came from shm_alloc (and is freed) */
@@ -154,17 +196,8 @@ tpar_status shm_attach_fd(tpar_comm_t *c, int fd, tpar_err_t *err);
 tpar_status shm_arena_new_fd(int local_size, int *fd, tpar_err_t *err);
 
 #ifdef TPAR_HAVE_MPI
-/* ---- mpi backend (mpi.c) ---- */
+/* The front end's one question to mpi.c before it picks a table (the rest: comm_mpi.h). */
 int mpi_started_by_launcher(void); /* OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK ... */
-tpar_status mpi_world_init(tpar_comm_t *c, tpar_err_t *err);
-tpar_status mpi_split(tpar_comm_t *parent, tpar_comm_t *child, int color, int key);
-tpar_status mpi_exec(tpar_comm_t *c, const coll_t *call);
-void mpi_free(tpar_comm_t *c);
-/* hier: shm within pretend or real hosts, MPI between */
-tpar_status hier_setup(tpar_comm_t *c, tpar_err_t *err);
-tpar_status hier_exec(tpar_comm_t *c, const coll_t *call);
-/* shm under mpirun: the local leader makes a memfd, the others open it through /proc. */
-tpar_status mpi_bootstrap_shm(tpar_comm_t *c, tpar_err_t *err);
 #endif
 
 #endif /* TPAR_COMM_INTERNAL_H */

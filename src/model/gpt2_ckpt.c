@@ -56,13 +56,11 @@ static float *piece_buffer(const tpar_gpt2_t *m, tpar_err_t *err) {
     return b;
 }
 
-/* Every rank learns whether any failed; a rank that did not fail says so. */
+/* Every rank learns whether any failed writing its part; a rank that did not fail says which did. */
 static tpar_status agree(tpar_comm_t *comm, tpar_status st, const char *path, tpar_err_t *err) {
-    int32_t v = (int32_t)st;
-    tpar_status cs = tpar_comm_allreduce(comm, TPAR_IN_PLACE, &v, 1, TPAR_I32, TPAR_MAX);
-    if (cs) return tpar_err_set(err, cs, "checkpoint %s: %s", path, tpar_comm_error(comm));
-    if (v && !st) return tpar_err_set(err, (tpar_status)v, "checkpoint %s: another rank failed to write its part", path);
-    return st;
+    char what[TPAR_ERR_MSG_MAX / 2];
+    snprintf(what, sizeof what, "checkpoint %s", path);
+    return tpar_comm_agree(comm, st, what, err);
 }
 
 static const char *config_keys[5] = {"n_layer", "n_head", "n_embd", "vocab_size", "n_positions"};
