@@ -361,6 +361,25 @@ tpar_status tpar_xent_forward_backward(float *loss,         // ()
                                        int N, int V, int Vp, int ignore_index, float dloss,
                                        tpar_err_t *err);
 
+/* The pieces of a vocab-parallel cross-entropy (src/parallel/vocab.c), where each rank holds
+ * a column slice of the logits and the row statistics are all-reduced between the passes.
+ * Softmax statistics of the first n columns of each row of a (N, ld) block (ld >= n):
+ * mx[i] = max_j x[i, j], sumexp[i] = sum_j exp(x[i, j] - mx[i]); one read of each row.
+ * n = 0 (a slice that is all padding): mx = -INFINITY, sumexp = 0. */
+void tpar_softmax_stats(float *mx,      // (N)
+                        float *sumexp,  // (N)
+                        const float *x, // (N, ld)
+                        int N, int n, int ld);
+/* dlogits = scale * (softmax - onehot) from the rows' log-sum-exp: dx[i, j] = scale *
+ * exp(x[i, j] - lse[i]) for j < n, minus scale at column targets[i] - t0 when that is in
+ * [0, n); padding columns n <= j < ld and rows whose target is ignore_index get 0.
+ * Writes (=) dlogits, which may alias x. Targets are the caller's to validate. */
+void tpar_xent_dlogits(float *dlogits,     // (N, ld) may alias x
+                       const float *x,     // (N, ld)
+                       const float *lse,   // (N)
+                       const int *targets, // (N) global class ids
+                       int N, int n, int ld, int t0, int ignore_index, float scale);
+
 /* ---- optimizer ------------------------------------------------------------------------------- */
 
 typedef struct {
