@@ -27,6 +27,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <time.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -523,6 +524,42 @@ static void bench_fusion(int N, int reps) {
 
 /* ---- outside the block --------------------------------------------------------------------- */
 
+/* The vocab-parallel cross-entropy's loops at TP=1 as src/parallel/vocab.c ran them before
+ * issue #13's profiling: scalar, libm expf, a double accumulator, one thread. Forward (row
+ * max, sum-exp, lse) then backward (dlogits in place). Returns the mean loss. */
+static float prev_vocab_xent(float *lse, float *x, const int *tok, int N, int V, int Vp) {
+    double total = 0.0;
+    for (int i = 0; i < N; i++) {
+        const float *l = x + (size_t)i * Vp;
+        float m = -INFINITY;
+        for (int j = 0; j < V; j++) m = l[j] > m ? l[j] : m;
+        double s = 0.0;
+        for (int j = 0; j < V; j++) s += expf(l[j] - m);
+        lse[i] = m + logf((float)s);
+        total += lse[i] - l[tok[i]];
+    }
+    const float scale = 1.0f / (float)N;
+    for (int i = 0; i < N; i++) {
+        float *d = x + (size_t)i * Vp;
+        for (int j = 0; j < V; j++) d[j] = scale * expf(d[j] - lse[i]);
+        for (int j = V; j < Vp; j++) d[j] = 0.0f;
+        d[tok[i]] -= scale;
+    }
+    return (float)(total / N);
+}
+
+/* The same through the kernels vocab.c calls now (tpar_softmax_stats, tpar_xent_dlogits). */
+static float new_vocab_xent(float *lse, float *ws, float *x, const int *tok, int N, int V, int Vp) {
+    tpar_softmax_stats(ws, ws + N, x, N, V, Vp);
+    double total = 0.0;
+    for (int i = 0; i < N; i++) {
+        lse[i] = ws[i] + logf(ws[N + i]);
+        total += lse[i] - x[(size_t)i * Vp + tok[i]];
+    }
+    tpar_xent_dlogits(x, x, lse, tok, N, V, Vp, 0, -1, 1.0f / (float)N);
+    return (float)(total / N);
+}
+
 static void bench_other(int B, int T, int reps) {
     const int N = B * T;
     int *tok = malloc((size_t)N * sizeof *tok);
@@ -565,6 +602,25 @@ static void bench_other(int B, int T, int reps) {
     printf("  %-38s %10.3f ms  (%.2f GB/s over the logits, loss %.3f)\n", "softmax+xent fused, V 50257 (Vp 50304)",
            tx * 1e3, 2.0 * N * VP * 4 / tx * 1e-9, loss);
     printf("  %-38s %10.3f ms  (%zu params)\n", "AdamW, one block's parameters", ta * 1e3, np);
+    /* vocab-parallel cross-entropy (TP=1), previous loops vs the kernels, alternating */
+    float *lse = alloc_rand(3 * (size_t)N, 0);
+    double tp = 1e30, tn = 1e30;
+    float lp = 0, ln = 0;
+    for (int r = 0; r <= reps; r++) {
+        for (int k = 0; k < 2; k++) {
+            for (size_t i = 0; i < (size_t)N * VP; i++) logits[i] = (float)(i % 97) * 0.01f;
+            double t0 = now();
+            if (k) ln = new_vocab_xent(lse, lse + N, logits, tok, N, VOCAB, VP);
+            else lp = prev_vocab_xent(lse, logits, tok, N, VOCAB, VP);
+            double t = now() - t0;
+            if (r == 0) continue;
+            if (k) tn = t < tn ? t : tn;
+            else tp = t < tp ? t : tp;
+        }
+    }
+    printf("  %-38s %10.3f ms  previous loops %.3f ms (%.2fx; loss %.4f vs %.4f)\n",
+           "vocab-parallel xent (TP=1) fwd+bwd", tn * 1e3, tp * 1e3, tp / tn, ln, lp);
+    tpar_free(lse);
     float *f[] = {wte, wpe, emb, logits, pp, gg, mm, vv};
     for (int i = 0; i < 8; i++) tpar_free(f[i]);
     free(tok);

@@ -211,18 +211,18 @@ typedef uint16_t tpar_bf16_t;
  * fp32 denormals (|x| < 2^-126) become zero of the same sign: the rule of the AVX512-BF16
  * instruction (VCVTNE2PS2BF16), which the portable path copies so that every build gives the
  * same bits. Fixed blocks over the OpenMP threads: bitwise identical at any thread count. */
-void tpar_fp32_to_bf16(tpar_bf16_t *out, // (n)
-                       const float *inp, // (n)
-                       size_t n);
+TPAR_API void tpar_fp32_to_bf16(tpar_bf16_t *out, // (n)
+                                const float *inp, // (n)
+                                size_t n);
 /* bf16 -> fp32, exact (a shift). */
-void tpar_bf16_to_fp32(float *out,             // (n)
-                       const tpar_bf16_t *inp, // (n)
-                       size_t n);
+TPAR_API void tpar_bf16_to_fp32(float *out,             // (n)
+                                const tpar_bf16_t *inp, // (n)
+                                size_t n);
 /* One value each way (scalar, the same rule as above). */
-tpar_bf16_t tpar_bf16_from_float(float x);
-float tpar_bf16_to_float(tpar_bf16_t x);
+TPAR_API tpar_bf16_t tpar_bf16_from_float(float x);
+TPAR_API float tpar_bf16_to_float(tpar_bf16_t x);
 /* The portable conversion loop alone, whatever the build (tests compare it to the build's). */
-void tpar_fp32_to_bf16_portable(tpar_bf16_t *out, const float *inp, size_t n);
+TPAR_API void tpar_fp32_to_bf16_portable(tpar_bf16_t *out, const float *inp, size_t n);
 
 /* C (M, N) fp32 = alpha op(A) op(B) + beta C with A and B in bf16 and fp32 accumulation;
  * arguments as tpar_gemm (row-major; lda, ldb in elements). g NULL: the default context.
@@ -232,54 +232,54 @@ void tpar_fp32_to_bf16_portable(tpar_bf16_t *out, const float *inp, size_t n);
  * else A and B are widened to fp32 (exactly) in the context's scratch and the context's fp32
  * GEMM runs them (also when oneDNN refuses a call). A context without oneDNN (forced openblas)
  * always widens. */
-void tpar_gemm_bf16(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, float alpha,
-                    const tpar_bf16_t *A, int lda, const tpar_bf16_t *B, int ldb, float beta, float *C, int ldc);
+TPAR_API void tpar_gemm_bf16(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, float alpha,
+                             const tpar_bf16_t *A, int lda, const tpar_bf16_t *B, int ldb, float beta, float *C, int ldc);
 /* Which path tpar_gemm_bf16 takes in g: 1 oneDNN's bf16 matmul, 0 widen + fp32 GEMM. */
-int tpar_gemm_bf16_native(tpar_gemm_ctx_t *g);
+TPAR_API int tpar_gemm_bf16_native(tpar_gemm_ctx_t *g);
 /* The probe's rates (GFLOP/s; 0 when not measured: no oneDNN or no bf16 ISA). On AMX they are
  * reported only; on AVX512-BF16 without AMX they make the choice. */
-void tpar_gemm_bf16_rates(tpar_gemm_ctx_t *g, double *widen_gflops, double *native_gflops);
+TPAR_API void tpar_gemm_bf16_rates(tpar_gemm_ctx_t *g, double *widen_gflops, double *native_gflops);
 /* oneDNN's implementation of a contiguous bf16 call of this shape made in g (as tpar_gemm_impl). */
-void tpar_gemm_bf16_impl(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, char *out, size_t n);
+TPAR_API void tpar_gemm_bf16_impl(tpar_gemm_ctx_t *g, int transA, int transB, int M, int N, int K, char *out, size_t n);
 
 /* The linear layer with bf16 weights, fp32 output (bias fp32, may be NULL), in context g (NULL:
  * the default). Inputs in bf16 (training: activations stored in bf16) ... */
-void tpar_matmul_forward_bf16(tpar_gemm_ctx_t *g,
-                              float *out,               // (N, OC)
-                              const tpar_bf16_t *inp,   // (N, C)
-                              const tpar_bf16_t *weight, // (OC, C)
-                              const float *bias,        // (OC) or NULL
-                              int N, int C, int OC);
+TPAR_API void tpar_matmul_forward_bf16(tpar_gemm_ctx_t *g,
+                                       float *out,               // (N, OC)
+                                       const tpar_bf16_t *inp,   // (N, C)
+                                       const tpar_bf16_t *weight, // (OC, C)
+                                       const float *bias,        // (OC) or NULL
+                                       int N, int C, int OC);
 /* ... or in fp32 (inference): N <= 8 rows run the bf16 GEMV below (activations stay fp32);
  * more rows are rounded to bf16 in the context's scratch and run the bf16 GEMM. */
-void tpar_matmul_forward_bf16w(tpar_gemm_ctx_t *g,
-                               float *out,                // (N, OC)
-                               const float *inp,          // (N, C)
-                               const tpar_bf16_t *weight, // (OC, C)
-                               const float *bias,         // (OC) or NULL
-                               int N, int C, int OC);
+TPAR_API void tpar_matmul_forward_bf16w(tpar_gemm_ctx_t *g,
+                                        float *out,                // (N, OC)
+                                        const float *inp,          // (N, C)
+                                        const tpar_bf16_t *weight, // (OC, C)
+                                        const float *bias,         // (OC) or NULL
+                                        int N, int C, int OC);
 /* Backward of tpar_matmul_forward_bf16: dout arrives in fp32 and is rounded to bf16 once (the
  * context's scratch); dinp += dout @ weight; dweight += dout^T @ inp; dbias += sum of dout
  * (fp32). Gradients accumulate in fp32; each may be NULL. */
-void tpar_matmul_backward_bf16(tpar_gemm_ctx_t *g,
-                               float *dinp,               // (N, C) or NULL
-                               float *dweight,            // (OC, C) or NULL
-                               float *dbias,              // (OC) or NULL
-                               const float *dout,         // (N, OC)
-                               const tpar_bf16_t *inp,    // (N, C)
-                               const tpar_bf16_t *weight, // (OC, C)
-                               int N, int C, int OC);
+TPAR_API void tpar_matmul_backward_bf16(tpar_gemm_ctx_t *g,
+                                        float *dinp,               // (N, C) or NULL
+                                        float *dweight,            // (OC, C) or NULL
+                                        float *dbias,              // (OC) or NULL
+                                        const float *dout,         // (N, OC)
+                                        const tpar_bf16_t *inp,    // (N, C)
+                                        const tpar_bf16_t *weight, // (OC, C)
+                                        int N, int C, int OC);
 
 /* Small-M linear (decode) with bf16 weights: out (N, OC) = inp (N, C) @ weight^T + bias, fp32
  * activations and accumulation, each weight widened to fp32 as it is loaded. The same per-element
  * order as the fp32 GEMV (16 interleaved partial sums over c, a fixed tree, the bias), so the
  * result is bitwise that of the fp32 GEMV on the widened weights, at any thread count and for any
  * slice of output rows. N = 1..8 per pass (more rows: chunks of 8). */
-void tpar_gemv_forward_bf16(float *out,                // (N, OC)
-                            const float *inp,          // (N, C)
-                            const tpar_bf16_t *weight, // (OC, C)
-                            const float *bias,         // (OC) or NULL
-                            int N, int C, int OC);
+TPAR_API void tpar_gemv_forward_bf16(float *out,                // (N, OC)
+                                     const float *inp,          // (N, C)
+                                     const tpar_bf16_t *weight, // (OC, C)
+                                     const float *bias,         // (OC) or NULL
+                                     int N, int C, int OC);
 
 /* int8 weights, blockwise (llama.cpp's q8_0 with an fp32 scale): each weight row is cut into
  * blocks of TPAR_Q8_BLOCK values along the input dimension; block b of row o holds int8 q and one
@@ -292,30 +292,30 @@ static inline int tpar_q8_blocks(int C) { return (C + TPAR_Q8_BLOCK - 1) / TPAR_
  * block), q = w / d (fp32 division) rounded to nearest, ties to even, clamped to [-127, 127]. Deterministic
  * (no thread dependence: rows are independent). TPAR_ERR_INVALID_ARG for a NaN or Inf weight
  * (nothing is written) or sizes < 1. */
-tpar_status tpar_q8_quantize(int8_t *q,         // (OC, C)
-                             float *scale,      // (OC, ceil(C/32))
-                             const float *w,    // (OC, C)
-                             int OC, int C, tpar_err_t *err);
+TPAR_API tpar_status tpar_q8_quantize(int8_t *q,         // (OC, C)
+                                      float *scale,      // (OC, ceil(C/32))
+                                      const float *w,    // (OC, C)
+                                      int OC, int C, tpar_err_t *err);
 /* w = fl(d * q), the weights the GEMV below uses (for references and checkpoints). */
-void tpar_q8_dequantize(float *w,           // (OC, C)
-                        const int8_t *q,    // (OC, C)
-                        const float *scale, // (OC, ceil(C/32))
-                        int OC, int C);
+TPAR_API void tpar_q8_dequantize(float *w,           // (OC, C)
+                                 const int8_t *q,    // (OC, C)
+                                 const float *scale, // (OC, ceil(C/32))
+                                 int OC, int C);
 /* Small-M linear with q8 weights: each weight dequantised in registers to fl(d q), exactly the
  * fp32 value tpar_q8_dequantize gives, and then the fp32 GEMV's order: bitwise the fp32 GEMV on
  * the dequantised matrix, at any thread count and for any slice of output rows. Activations stay
  * fp32 (not quantised). N = 1..8 per pass. */
-void tpar_gemv_forward_q8(float *out,          // (N, OC)
-                          const float *inp,    // (N, C)
-                          const int8_t *q,     // (OC, C)
-                          const float *scale,  // (OC, ceil(C/32))
-                          const float *bias,   // (OC) or NULL
-                          int N, int C, int OC);
+TPAR_API void tpar_gemv_forward_q8(float *out,          // (N, OC)
+                                   const float *inp,    // (N, C)
+                                   const int8_t *q,     // (OC, C)
+                                   const float *scale,  // (OC, ceil(C/32))
+                                   const float *bias,   // (OC) or NULL
+                                   int N, int C, int OC);
 /* The portable loops alone, whatever the build (tests). */
-void tpar_gemv_forward_bf16_portable(float *out, const float *inp, const tpar_bf16_t *weight, const float *bias, int N,
-                                     int C, int OC);
-void tpar_gemv_forward_q8_portable(float *out, const float *inp, const int8_t *q, const float *scale,
-                                   const float *bias, int N, int C, int OC);
+TPAR_API void tpar_gemv_forward_bf16_portable(float *out, const float *inp, const tpar_bf16_t *weight, const float *bias, int N,
+                                              int C, int OC);
+TPAR_API void tpar_gemv_forward_q8_portable(float *out, const float *inp, const int8_t *q, const float *scale,
+                                            const float *bias, int N, int C, int OC);
 
 /* ---- layernorm (eps 1e-5, biased variance, as GPT-2) ---------------------------------- */
 
@@ -479,6 +479,25 @@ TPAR_API tpar_status tpar_xent_forward_backward(float *loss,         // ()
                                                 const int *targets,  // (N)
                                                 int N, int V, int Vp, int ignore_index, float dloss,
                                                 tpar_err_t *err);
+
+/* The pieces of a vocab-parallel cross-entropy (src/parallel/vocab.c), where each rank holds
+ * a column slice of the logits and the row statistics are all-reduced between the passes.
+ * Softmax statistics of the first n columns of each row of a (N, ld) block (ld >= n):
+ * mx[i] = max_j x[i, j], sumexp[i] = sum_j exp(x[i, j] - mx[i]); one read of each row.
+ * n = 0 (a slice that is all padding): mx = -INFINITY, sumexp = 0. */
+TPAR_API void tpar_softmax_stats(float *mx,      // (N)
+                                 float *sumexp,  // (N)
+                                 const float *x, // (N, ld)
+                                 int N, int n, int ld);
+/* dlogits = scale * (softmax - onehot) from the rows' log-sum-exp: dx[i, j] = scale *
+ * exp(x[i, j] - lse[i]) for j < n, minus scale at column targets[i] - t0 when that is in
+ * [0, n); padding columns n <= j < ld and rows whose target is ignore_index get 0.
+ * Writes (=) dlogits, which may alias x. Targets are the caller's to validate. */
+TPAR_API void tpar_xent_dlogits(float *dlogits,     // (N, ld) may alias x
+                                const float *x,     // (N, ld)
+                                const float *lse,   // (N)
+                                const int *targets, // (N) global class ids
+                                int N, int n, int ld, int t0, int ignore_index, float scale);
 
 /* ---- optimizer ------------------------------------------------------------------------------- */
 

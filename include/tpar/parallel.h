@@ -184,6 +184,7 @@ typedef struct {
     float *dw;            /* (OC, C/tp) */
     float *db;            /* (OC) or NULL */
     float *ws;            /* workspace, owned */
+    float *pad;           /* scratch lent by the owner for backward, or NULL; see below */
 } tpar_row_linear_t;
 
 TPAR_API tpar_status tpar_row_linear_init(tpar_row_linear_t *l, const tpar_tp_t *tp, int C, int OC, int flags,
@@ -192,6 +193,13 @@ TPAR_API void tpar_row_linear_free(tpar_row_linear_t *l);
 TPAR_API tpar_status tpar_row_linear_forward(tpar_row_linear_t *l, float *y, const float *x, int N, tpar_err_t *err);
 TPAR_API tpar_status tpar_row_linear_backward(tpar_row_linear_t *l, float *dx, const float *dy, const float *x, int N,
                                               tpar_err_t *err);
+/* Floats of the scratch `pad` that backward uses for N tokens: 0 when C/tp is narrow. With
+ * wide local rows (C/tp >= 1024, the MLP's proj) the backward GEMMs read their right
+ * operands (the weight, the input) from copies whose row stride is padded by 16 floats:
+ * oneDNN's matmul reads a (K, N) operand with a 12 KiB row stride (4 KiB aliasing in L1)
+ * at 40-50% of its rate, and the copies cost a few percent of the GEMMs (docs/PARALLEL.md).
+ * Without `pad` (NULL) backward runs the plain GEMMs: the same result within rounding. */
+TPAR_API size_t tpar_row_linear_pad_floats(const tpar_row_linear_t *l, int N);
 
 /* ---- vocab-parallel embedding and cross-entropy ----------------------------------------- */
 

@@ -28,22 +28,22 @@ typedef struct tpar_tokenizer tpar_tokenizer_t;
  *   - an encoder.json file (vocab.bpe beside it).
  * A malformed file, a missing field or an unsupported model / pre-tokenizer is an error naming
  * the file and the field (TPAR_ERR_IO, TPAR_ERR_CORRUPT, TPAR_ERR_UNSUPPORTED). */
-tpar_status tpar_tokenizer_load(const char *path, tpar_tokenizer_t **out, tpar_err_t *err);
+TPAR_API tpar_status tpar_tokenizer_load(const char *path, tpar_tokenizer_t **out, tpar_err_t *err);
 /* The same from explicit files. config (may be NULL) is a tokenizer_config.json. */
-tpar_status tpar_tokenizer_load_hf(const char *tokenizer_json, const char *config, tpar_tokenizer_t **out,
-                                   tpar_err_t *err);
-tpar_status tpar_tokenizer_load_gpt2(const char *encoder_json, const char *vocab_bpe, tpar_tokenizer_t **out,
-                                     tpar_err_t *err);
-void tpar_tokenizer_free(tpar_tokenizer_t *tk); /* NULL is fine */
+TPAR_API tpar_status tpar_tokenizer_load_hf(const char *tokenizer_json, const char *config, tpar_tokenizer_t **out,
+                                            tpar_err_t *err);
+TPAR_API tpar_status tpar_tokenizer_load_gpt2(const char *encoder_json, const char *vocab_bpe, tpar_tokenizer_t **out,
+                                              tpar_err_t *err);
+TPAR_API void tpar_tokenizer_free(tpar_tokenizer_t *tk); /* NULL is fine */
 
 /* Ids are in [0, vocab size); a vocabulary may leave holes (ids no token has). */
-int tpar_tokenizer_vocab_size(const tpar_tokenizer_t *tk);
-int32_t tpar_tokenizer_bos(const tpar_tokenizer_t *tk); /* -1 when there is none */
-int32_t tpar_tokenizer_eos(const tpar_tokenizer_t *tk); /* -1 when there is none */
+TPAR_API int tpar_tokenizer_vocab_size(const tpar_tokenizer_t *tk);
+TPAR_API int32_t tpar_tokenizer_bos(const tpar_tokenizer_t *tk); /* -1 when there is none */
+TPAR_API int32_t tpar_tokenizer_eos(const tpar_tokenizer_t *tk); /* -1 when there is none */
 /* The bytes of token id (*len of them; not NUL-terminated), or NULL for an id no token has. */
 const unsigned char *tpar_tokenizer_token(const tpar_tokenizer_t *tk, int32_t id, size_t *len);
 /* The id of the token whose bytes are s[0..len), or -1. */
-int32_t tpar_tokenizer_lookup(const tpar_tokenizer_t *tk, const void *s, size_t len);
+TPAR_API int32_t tpar_tokenizer_lookup(const tpar_tokenizer_t *tk, const void *s, size_t len);
 
 /* Encode flags. */
 enum {
@@ -55,19 +55,19 @@ enum {
 /* Encodes len bytes of text (any bytes; invalid UTF-8 is kept, byte by byte) and appends the
  * ids to *ids, a malloc'd buffer of *cap ids holding *n (NULL / 0 / 0 to start), growing it.
  * TPAR_ERR_NOMEM leaves the ids so far in place. */
-tpar_status tpar_tokenizer_encode(tpar_tokenizer_t *tk, const void *text, size_t len, int flags, int32_t **ids,
-                                  size_t *n, size_t *cap, tpar_err_t *err);
+TPAR_API tpar_status tpar_tokenizer_encode(tpar_tokenizer_t *tk, const void *text, size_t len, int flags, int32_t **ids,
+                                           size_t *n, size_t *cap, tpar_err_t *err);
 /* Progress of the next encode calls: every MiB of text, p (copied; NULL stops reporting)
  * gets what, base + the bytes of the current call done so far, and total. */
-void tpar_tokenizer_set_progress(tpar_tokenizer_t *tk, const tpar_progress_t *p, const char *what, uint64_t base,
-                                 uint64_t total);
+TPAR_API void tpar_tokenizer_set_progress(tpar_tokenizer_t *tk, const tpar_progress_t *p, const char *what, uint64_t base,
+                                          uint64_t total);
 
 /* Decodes n ids into a malloc'd buffer (*out, *len bytes, NUL-terminated for convenience).
  * An id outside the vocabulary is TPAR_ERR_INVALID_ARG naming its position. */
-tpar_status tpar_tokenizer_decode(const tpar_tokenizer_t *tk, const int32_t *ids, size_t n, char **out,
-                                  size_t *len, tpar_err_t *err);
+TPAR_API tpar_status tpar_tokenizer_decode(const tpar_tokenizer_t *tk, const int32_t *ids, size_t n, char **out,
+                                           size_t *len, tpar_err_t *err);
 
 /* A one-line description: "byte-level BPE, 50257 tokens, 50000 merges, from DIR/encoder.json". */
-const char *tpar_tokenizer_describe(const tpar_tokenizer_t *tk);
+TPAR_API const char *tpar_tokenizer_describe(const tpar_tokenizer_t *tk);
 
 #endif /* TPAR_TOKENIZER_H */

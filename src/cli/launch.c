@@ -31,7 +31,8 @@ static void usage(FILE *f) {
             "usage: tpar launch -n N [--grace SECONDS] [--max-restarts N] [--] PROGRAM [ARGS...]\n\n"
             "Start N ranks of PROGRAM on this host and supervise them. Each rank gets TPAR_RANK,\n"
             "TPAR_WORLD_SIZE, TPAR_LOCAL_RANK and TPAR_LOCAL_SIZE in its environment, and\n"
-            "TPAR_THREADS (and OPENBLAS_NUM_THREADS) = cores / N, at least 1, unless already set.\n"
+            "TPAR_THREADS (and OPENBLAS_NUM_THREADS) = cores / N, at least 1, unless already set,\n"
+            "and OMP_WAIT_POLICY=PASSIVE unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set.\n"
             "SIGINT/SIGTERM are forwarded to the ranks. If a rank dies or exits non-zero, the\n"
             "others get the grace period (default 3 s, TPAR_LAUNCH_GRACE) to stop on their own,\n"
             "then SIGTERM, then after another grace period SIGKILL; the exit status is non-zero.\n\n"
@@ -134,6 +135,13 @@ int tpar_cmd_launch(int argc, char **argv) {
     snprintf(share, sizeof share, "%d", tpar_kernels_share(tpar_kernels_usable_cores(), (int)n));
     setenv("TPAR_THREADS", share, 0);
     setenv("OPENBLAS_NUM_THREADS", user && *user ? user : share, 0);
+    /* OpenMP threads that wait at a barrier sleep (passive) instead of spinning, unless the
+     * user chose a policy or a spin count: with spinning, a rank's waiting thread holds the
+     * core its peer needs whenever the host has fewer free cores than threads (a shared or
+     * oversubscribed host), and each of a step's hundreds of parallel regions can cost a
+     * scheduler time slice. A training step's regions last milliseconds, so the futex
+     * wake-up that passive waiting costs is noise (measured: docs/TRAINING.md). */
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     if (restarts >= 0) return tpar_launch_supervise((int)n, prog, grace, (int)restarts);
     return tpar_launch_job((int)n, prog, grace, NULL);
 }

@@ -49,6 +49,9 @@ void tpar_ref_embedding_backward(float *dwte, float *dwpe, const float *dout, co
  * Returns n_valid. */
 int tpar_ref_xent(float *loss, float *dlogits, const float *logits, const int *targets, int N, int V, int Vp,
                   int ignore_index, float dloss);
+void tpar_ref_softmax_stats(float *mx, float *sumexp, const float *x, int N, int n, int ld);
+void tpar_ref_xent_dlogits(float *dlogits, const float *x, const float *lse, const int *targets, int N, int n, int ld,
+                           int t0, int ignore_index, float scale);
 
 void tpar_ref_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1,
                            float beta2, float eps, float weight_decay, long t);

@@ -35,8 +35,20 @@ void tpar_matmul_forward(float *out, const float *inp, const float *weight, cons
 
 void tpar_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *weight, int N, int C, int OC) {
-    if (dinp) // dinp (N, C) += dout (N, OC) @ weight (OC, C)
+    // dinp (N, C) += dout (N, OC) @ weight (OC, C). A long sum (OC > 2 * DINP_KBLOCK: the LM
+    // head's vocabulary) runs in slices of DINP_KBLOCK terms, each accumulated into dinp:
+    // oneDNN's matmul ran the whole 50304-term sum at ~2/3 of its rate, the slices at full
+    // rate (docs/KERNELS.md). The slices are fixed by OC alone, so the bits do not depend on
+    // the thread count.
+    enum { DINP_KBLOCK = 4096 };
+    if (dinp && OC > 2 * DINP_KBLOCK) {
+        for (int k0 = 0; k0 < OC; k0 += DINP_KBLOCK) {
+            const int kn = OC - k0 < DINP_KBLOCK ? OC - k0 : DINP_KBLOCK;
+            tpar_gemm(NULL, 0, 0, N, C, kn, 1.0f, dout + k0, OC, weight + (size_t)k0 * C, C, 1.0f, dinp, C);
+        }
+    } else if (dinp) {
         tpar_gemm(NULL, 0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    }
     if (dweight) // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
         tpar_gemm(NULL, 1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) {

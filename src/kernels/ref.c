@@ -277,6 +277,28 @@ int tpar_ref_xent(float *loss, float *dlogits, const float *logits, const int *t
     return n;
 }
 
+void tpar_ref_softmax_stats(float *mx, float *sumexp, const float *x, int N, int n, int ld) {
+    for (int i = 0; i < N; i++) {
+        const float *r = x + (size_t)i * ld;
+        double m = -INFINITY, sum = 0.0;
+        for (int j = 0; j < n; j++) m = r[j] > m ? r[j] : m;
+        for (int j = 0; j < n; j++) sum += exp(r[j] - m);
+        mx[i] = (float)m;
+        sumexp[i] = (float)sum;
+    }
+}
+
+void tpar_ref_xent_dlogits(float *dlogits, const float *x, const float *lse, const int *targets, int N, int n, int ld,
+                           int t0, int ignore_index, float scale) {
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < ld; j++) {
+            double g = 0.0;
+            if (targets[i] != ignore_index && j < n)
+                g = scale * (exp((double)x[(size_t)i * ld + j] - lse[i]) - (targets[i] - t0 == j));
+            dlogits[(size_t)i * ld + j] = (float)g;
+        }
+}
+
 void tpar_ref_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1,
                            float beta2, float eps, float weight_decay, long t) {
     for (size_t i = 0; i < n; i++) {

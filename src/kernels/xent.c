@@ -103,3 +103,44 @@ tpar_status tpar_xent_forward_backward(float *loss, float *dlogits, const float 
     *loss = n ? (float)(total / n) : 0.0f;
     return TPAR_OK;
 }
+
+/* ---- vocab-parallel pieces ------------------------------------------------------------------ */
+
+void tpar_softmax_stats(float *mx, float *sumexp, const float *x, int N, int n, int ld) {
+    if (n < 1) {
+        for (int i = 0; i < N; i++) mx[i] = -INFINITY, sumexp[i] = 0.0f;
+        return;
+    }
+    /* One row per iteration, whole: the bits do not depend on the thread count. The second
+     * pass over a row (200 KB at GPT-2's vocabulary) reads it from L2. */
+#pragma omp parallel for schedule(static) if ((size_t)N * n >= KPAR_MIN && kthreads() > 1)
+    for (int i = 0; i < N; i++) {
+        const float *r = x + (size_t)i * ld;
+        const float m = kmax_row(r, n);
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < n; j++) sum += kexp(r[j] - m);
+        mx[i] = m;
+        sumexp[i] = sum;
+    }
+}
+
+void tpar_xent_dlogits(float *dlogits, const float *x, const float *lse, const int *targets, int N, int n, int ld,
+                       int t0, int ignore_index, float scale) {
+#pragma omp parallel for schedule(static) if ((size_t)N * ld >= KPAR_MIN && kthreads() > 1)
+    for (int i = 0; i < N; i++) {
+        const float *r = x + (size_t)i * ld;
+        float *d = dlogits + (size_t)i * ld;
+        const int t = targets[i];
+        if (t == ignore_index) {
+#pragma omp simd
+            for (int j = 0; j < ld; j++) d[j] = 0.0f;
+            continue;
+        }
+        const float l = lse[i];
+#pragma omp simd
+        for (int j = 0; j < n; j++) d[j] = scale * kexp(r[j] - l);
+        for (int j = n; j < ld; j++) d[j] = 0.0f; // padding: never any gradient
+        if (t - t0 >= 0 && t - t0 < n) d[t - t0] -= scale;
+    }
+}

@@ -195,6 +195,33 @@ tpar_status tpar_row_linear_forward(tpar_row_linear_t *l, float *y, const float 
     return TPAR_OK;
 }
 
+/* Local rows at least this wide get padded copies in backward (tpar_row_linear_pad_floats). */
+enum { PAD_MIN_COLS = 1024, PAD_COLS = 16 };
+
+size_t tpar_row_linear_pad_floats(const tpar_row_linear_t *l, int N) {
+    if (l->Cl < PAD_MIN_COLS) return 0;
+    return ((size_t)N + (size_t)l->OC) * ((size_t)l->Cl + PAD_COLS);
+}
+
+/* dst (R, ld) <- src (R, n): rows copied to a padded stride, over the rank's threads. */
+static void copy_rows(float *dst, size_t ld, const float *src, int R, int n) {
+#pragma omp parallel for schedule(static) if ((size_t)R * n >= (1u << 16))
+    for (int i = 0; i < R; i++) memcpy(dst + (size_t)i * ld, src + (size_t)i * n, (size_t)n * sizeof(float));
+}
+
+/* tpar_matmul_backward's GEMMs with the weight and the input read from copies of padded row
+ * stride (l->pad); dx is written (beta 0: no memset first), dw accumulated. */
+static void backward_padded(tpar_row_linear_t *l, float *dxl, float *db, const float *dy, const float *xl, int N) {
+    const int Cl = l->Cl, OC = l->OC, ld = Cl + PAD_COLS;
+    float *wp = l->pad;                   // (OC, Cl) in rows of ld
+    float *xp = wp + (size_t)OC * ld;     // (N, Cl) in rows of ld
+    copy_rows(wp, (size_t)ld, l->w, OC, Cl);
+    copy_rows(xp, (size_t)ld, xl, N, Cl);
+    tpar_gemm(NULL, 0, 0, N, Cl, OC, 1.0f, dy, OC, wp, ld, 0.0f, dxl, Cl);     // dx (N, Cl) = dy (N, OC) @ w
+    tpar_gemm(NULL, 1, 0, OC, Cl, N, 1.0f, dy, OC, xp, ld, 1.0f, l->dw, Cl);   // dw (OC, Cl) += dy^T @ x
+    if (db) tpar_matmul_backward(NULL, NULL, db, dy, NULL, NULL, N, Cl, OC);
+}
+
 tpar_status tpar_row_linear_backward(tpar_row_linear_t *l, float *dx, const float *dy, const float *x, int N,
                                      tpar_err_t *err) {
     const tpar_tp_t *tp = l->tp;
@@ -215,11 +242,15 @@ tpar_status tpar_row_linear_backward(tpar_row_linear_t *l, float *dx, const floa
         xl = w.xl;
     }
     float *dxl = par ? dx : w.dxl; // (N, C/tp)
-    memset(dxl, 0, (size_t)N * l->Cl * sizeof(float));
     // The bias gradient comes from the whole (gathered) dy, so it is complete and identical
     // on every rank without another reduction.
     float *db = (l->flags & TPAR_LINEAR_SKIP_BIAS_ADD) || !l->b ? NULL : l->db;
-    tpar_matmul_backward(dxl, l->dw, db, dyg, xl, l->w, N, l->Cl, l->OC);
+    if (l->pad && tpar_row_linear_pad_floats(l, N)) {
+        backward_padded(l, dxl, db, dyg, xl, N);
+    } else {
+        memset(dxl, 0, (size_t)N * l->Cl * sizeof(float));
+        tpar_matmul_backward(dxl, l->dw, db, dyg, xl, l->w, N, l->Cl, l->OC);
+    }
     if (!par) return tpar_map_gather_last(tp, dx, dxl, N, l->Cl, w.gw, err);
     return TPAR_OK;
 }

@@ -23,10 +23,14 @@ tpar_status tpar_tp_mlp_init(tpar_tp_mlp_t *m, const tpar_tp_t *tp, int C, int H
     m->in = m->fc.in;
     m->out = m->proj.out;
     size_t n = (size_t)max_tokens * m->Hl;
-    if ((st = tpar_par_alloc(m->tp, &m->pre, 4 * n, "MLP activations", err))) goto fail;
+    // dpre is free while proj runs its backward: it holds proj's padded copies then
+    // (tpar_row_linear_pad_floats, 0 for narrow shards), so it may be a little longer.
+    size_t npad = tpar_row_linear_pad_floats(&m->proj, max_tokens), ndpre = npad > n ? npad : n;
+    if ((st = tpar_par_alloc(m->tp, &m->pre, 3 * n + ndpre, "MLP activations", err))) goto fail;
     m->act = m->pre + n;
     m->dact = m->act + n;
     m->dpre = m->dact + n;
+    m->proj.pad = npad ? m->dpre : NULL;
     return TPAR_OK;
 fail:
     tpar_tp_mlp_free(m);

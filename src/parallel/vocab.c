@@ -128,25 +128,24 @@ tpar_status tpar_vocab_xent_forward(tpar_vocab_xent_t *x, float *loss, float *lo
     int Vl = x->Vl, nr = real_cols(x);
     float *mx = x->ws;      // (N) row max
     float *sums = mx + N;   // (2N) [sum of exp(l - max) | target logit], reduced together
-    // 1. the row max over the real columns of every rank
+    // 1. each row's local max and sum of exp(l - local max) over this rank's real columns,
+    //    in one read of the logits (threaded, vectorised: tpar_softmax_stats)
+    tpar_softmax_stats(mx, sums, logits, N, nr, Vl);
     for (int i = 0; i < N; i++) {
-        const float *l = logits + (size_t)i * Vl;
-        float m = -INFINITY;
-        for (int j = 0; j < nr; j++) m = l[j] > m ? l[j] : m;
-        mx[i] = m;
-    }
-    if (tp->size > 1 && (st = tpar_comm_allreduce(tp->comm, TPAR_IN_PLACE, mx, (size_t)N, TPAR_F32, TPAR_MAX)))
-        return tpar_par_comm_err(tp, st, "vocab-parallel cross-entropy: all-reduce of the row max", err);
-    // 2. sum-exp and the target's logit (0 on ranks that do not own it), one all-reduce
-    for (int i = 0; i < N; i++) {
-        const float *l = logits + (size_t)i * Vl;
-        double s = 0.0;
-        for (int j = 0; j < nr; j++) s += expf(l[j] - mx[i]);
-        sums[i] = (float)s;
         int t = targets[i] - x->v0;
-        sums[N + i] = targets[i] != x->ignore_index && t >= 0 && t < nr ? l[t] : 0.0f;
+        sums[N + i] = targets[i] != x->ignore_index && t >= 0 && t < nr ? logits[(size_t)i * Vl + t] : 0.0f;
     }
-    if ((st = tpar_map_allreduce(tp, sums, 2 * (size_t)N, err))) return st;
+    if (tp->size > 1) {
+        // 2. the global max; each local sum rescaled to it (exp(local - global) <= 1; a rank
+        //    whose columns are all padding has sum 0 and max -inf), then one all-reduce of
+        //    the sums and the target logits together
+        float *lmx = x->lse; // (N) scratch until step 3: the local max
+        memcpy(lmx, mx, (size_t)N * sizeof(float));
+        if ((st = tpar_comm_allreduce(tp->comm, TPAR_IN_PLACE, mx, (size_t)N, TPAR_F32, TPAR_MAX)))
+            return tpar_par_comm_err(tp, st, "vocab-parallel cross-entropy: all-reduce of the row max", err);
+        for (int i = 0; i < N; i++) sums[i] = sums[i] > 0.0f ? sums[i] * expf(lmx[i] - mx[i]) : 0.0f;
+        if ((st = tpar_map_allreduce(tp, sums, 2 * (size_t)N, err))) return st;
+    }
     // 3. loss = lse - target logit, averaged over counted rows
     double total = 0.0;
     int n_valid = 0;
@@ -167,19 +166,6 @@ tpar_status tpar_vocab_xent_forward(tpar_vocab_xent_t *x, float *loss, float *lo
 
 void tpar_vocab_xent_backward(const tpar_vocab_xent_t *x, float *dlogits, const float *logits,
                               const int *targets, int N, float dloss) {
-    int Vl = x->Vl, nr = real_cols(x);
     float scale = x->n_valid ? dloss / (float)x->n_valid : 0.0f;
-    for (int i = 0; i < N; i++) {
-        const float *l = logits + (size_t)i * Vl;
-        float *d = dlogits + (size_t)i * Vl;
-        if (targets[i] == x->ignore_index) {
-            memset(d, 0, (size_t)Vl * sizeof(float));
-            continue;
-        }
-        float lse = x->lse[i];
-        for (int j = 0; j < nr; j++) d[j] = scale * expf(l[j] - lse);
-        for (int j = nr; j < Vl; j++) d[j] = 0.0f; // padding: never any gradient
-        int t = targets[i] - x->v0;
-        if (t >= 0 && t < nr) d[t] -= scale;
-    }
+    tpar_xent_dlogits(dlogits, logits, x->lse, targets, N, real_cols(x), x->Vl, x->v0, x->ignore_index, scale);
 }

@@ -152,6 +152,14 @@ static void test_linear(void) {
     CHECK_CLOSE_F32("matmul dinp", rdin, din, (size_t)N * C, 0, tol);
     CHECK_CLOSE_F32("matmul dweight", rdw, dw, (size_t)OC * C, 0, tol);
     CHECK_CLOSE_F32("matmul dbias", rdb, db, OC, 0, tol);
+    /* A long input-gradient sum (OC > 8192: the LM head) runs in slices of 4096 terms, each
+     * accumulated; the last slice partial. The same bound: any summation order meets it. */
+    N = 3, C = 17, OC = 2 * 4096 + 7;
+    inp = kt_rand((size_t)N * C, -1, 1), w = kt_rand((size_t)OC * C, -1, 1), dout = kt_rand((size_t)N * OC, -1, 1);
+    din = kt_rand((size_t)N * C, -1, 1), rdin = kt_copy(din, (size_t)N * C);
+    tpar_matmul_backward(din, NULL, NULL, dout, inp, w, N, C, OC);
+    tpar_ref_matmul_backward(rdin, NULL, NULL, dout, inp, w, N, C, OC);
+    CHECK_CLOSE_F32("matmul dinp, sliced sum", rdin, din, (size_t)N * C, 0, gam(OC + 2) * (OC + 1));
     kt_free_all();
 }
 

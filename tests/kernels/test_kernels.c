@@ -332,6 +332,45 @@ static void test_xent(void) {
     CHECK_EQ_INT(TPAR_ERR_INVALID_ARG, tpar_xent_forward(&loss, NULL, NULL, logits, targets, 0, V, Vp, IGN, &err));
 }
 
+/* The vocab-parallel pieces: each against its reference, and composed (stats -> lse ->
+ * dlogits) against the fused kernel on a whole row, and a column slice against the slice of
+ * the whole row's gradient. */
+static void test_xent_pieces(void) {
+    const int N = 9, n = 37, ld = 48, IGN = -100;
+    const size_t sz = (size_t)N * ld;
+    float *x = kt_rand(sz, -8, 8);
+    int targets[9];
+    for (int i = 0; i < N; i++) targets[i] = 5 + (int)(kt_unif() * n); // 5 .. n+4: some outside [t0, t0+n)
+    targets[4] = IGN;
+    float mx[9], se[9], rmx[9], rse[9], lse[9];
+    tpar_softmax_stats(mx, se, x, N, n, ld);
+    tpar_ref_softmax_stats(rmx, rse, x, N, n, ld);
+    KT_CLOSE("softmax stats max", rmx, mx, N, 0);
+    KT_CLOSE("softmax stats sumexp", rse, se, N, 1e-5);
+    for (int i = 0; i < N; i++) lse[i] = rmx[i] + logf(rse[i]);
+    float *dl = kt_zeros(sz), *rdl = kt_zeros(sz);
+    const int t0 = 5;
+    tpar_xent_dlogits(dl, x, lse, targets, N, n, ld, t0, IGN, 0.25f);
+    tpar_ref_xent_dlogits(rdl, x, lse, targets, N, n, ld, t0, IGN, 0.25f);
+    KT_CLOSE("xent dlogits from lse", rdl, dl, sz, 1e-5);
+    for (int j = 0; j < ld; j++) CHECK(dl[4 * ld + j] == 0.0f); // the ignored row
+    for (int j = n; j < ld; j++) CHECK(dl[j] == 0.0f);          // padding
+    float *io = kt_copy(x, sz); // in place: the same bits
+    tpar_xent_dlogits(io, io, lse, targets, N, n, ld, t0, IGN, 0.25f);
+    CHECK_BYTES_EQ("xent dlogits in place", dl, io, sz * sizeof(float));
+    /* composed with t0 = 0 = the fused kernel's dlogits, within the tolerance above */
+    for (int i = 0; i < N; i++) targets[i] = i == 4 ? IGN : (int)(kt_unif() * n);
+    float loss = 0;
+    float *fdl = kt_zeros(sz);
+    tpar_err_t err = {0};
+    CHECK_EQ_INT(TPAR_OK, tpar_xent_forward_backward(&loss, fdl, x, targets, N, n, ld, IGN, 2.0f, &err));
+    tpar_xent_dlogits(dl, x, lse, targets, N, n, ld, 0, IGN, 2.0f / (N - 1));
+    KT_CLOSE("stats + dlogits = fused", fdl, dl, sz, 1e-5);
+    /* an all-padding slice */
+    tpar_softmax_stats(mx, se, x, N, 0, ld);
+    CHECK(isinf(mx[0]) && mx[0] < 0 && se[0] == 0.0f);
+}
+
 static void test_adamw(void) {
     const size_t n = 1000;
     float *p = kt_rand(n, -1, 1), *m = kt_zeros(n), *v = kt_zeros(n);
@@ -389,6 +428,7 @@ int main(void) {
     test_attention();
     test_embedding();
     test_xent();
+    test_xent_pieces();
     test_adamw();
     kt_free_all();
     return check_finish("test_kernels");

@@ -292,6 +292,31 @@ static void test_xent(void) {
     KT_CLOSE("xent dlogits (3 threads)", rdl, got + 2 + c.N, n, 1e-5);
 }
 
+/* The vocab-parallel pieces: stats, then dlogits from the reference lse. */
+static void run_xent_pieces(void *p, float *res) {
+    xe_t *c = p;
+    float *lse = res + 2 * (size_t)c->N; // scratch: overwritten by the same values each run
+    tpar_softmax_stats(res, res + c->N, c->logits, c->N, c->V, c->Vp);
+    for (int i = 0; i < c->N; i++) lse[i] = res[i] + logf(res[c->N + i]);
+    tpar_xent_dlogits(res + 3 * (size_t)c->N, c->logits, lse, c->tgt, c->N, c->V, c->Vp, 0, -1, 0.01f);
+}
+
+static void test_xent_pieces(void) {
+    xe_t c = {300, 500, 512, NULL, NULL};
+    const size_t n = (size_t)c.N * c.Vp;
+    int tgt[300];
+    for (int i = 0; i < c.N; i++) tgt[i] = i % 17 == 3 ? -1 : (int)(kt_unif() * c.V);
+    c.tgt = tgt, c.logits = kt_rand(n, -6, 6);
+    const size_t nres = 3 * (size_t)c.N + n;
+    float *got = kt_zeros(nres);
+    check_threads("vocab cross-entropy pieces", run_xent_pieces, &c, nres, got);
+    float *rmx = kt_zeros(c.N), *rse = kt_zeros(c.N), *rdl = kt_zeros(n);
+    tpar_ref_softmax_stats(rmx, rse, c.logits, c.N, c.V, c.Vp);
+    KT_CLOSE("softmax stats (3 threads)", rse, got + c.N, c.N, 1e-5);
+    tpar_ref_xent_dlogits(rdl, c.logits, got + 2 * c.N, c.tgt, c.N, c.V, c.Vp, 0, -1, 0.01f);
+    KT_CLOSE("xent dlogits (3 threads)", rdl, got + 3 * c.N, n, 1e-5);
+}
+
 /* ---- AdamW ------------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -333,6 +358,7 @@ int main(void) {
     test_attention_shape(3, 130, 60, 5);  /* hs 12, 15 heads on 3 threads */
     test_embedding();
     test_xent();
+    test_xent_pieces();
     test_adamw();
     kt_free_all();
     return check_finish("test_kernels_threads");

@@ -67,8 +67,10 @@ static void test_col_linear(const tpar_tp_t *tp, int flags) {
 
 /* ---- row-parallel linear ------------------------------------------------------------------ */
 
-static void test_row_linear(const tpar_tp_t *tp, int flags) {
-    const int N = 16, C = 24, OC = 20;
+/* pad: C = 1024 * tp (wide local rows) with the padded-copy scratch lent (backward then
+ * reads the weight and input from copies of padded stride: tpar_row_linear_pad_floats). */
+static void test_row_linear_c(const tpar_tp_t *tp, int flags, int pad) {
+    const int N = 16, C = pad ? 1024 * tp->size : 24, OC = 20;
     int skip = flags & TPAR_LINEAR_SKIP_BIAS_ADD;
     kt_seed(200 + flags);
     float *X = kt_rand((size_t)N * C, -1, 1), *W = kt_rand((size_t)OC * C, -.3f, .3f), *b = kt_rand(OC, -.5f, .5f);
@@ -84,10 +86,18 @@ static void test_row_linear(const tpar_tp_t *tp, int flags) {
     l.b = b;
     l.dw = kt_zeros((size_t)OC * l.Cl);
     l.db = kt_zeros(OC);
+    if (pad) {
+        size_t np = tpar_row_linear_pad_floats(&l, N);
+        CHECK(np >= ((size_t)N + OC) * l.Cl);
+        l.pad = kt_zeros(np);
+    } else {
+        CHECK(tpar_row_linear_pad_floats(&l, N) == 0); // narrow rows: nothing to pad
+    }
     float *x = pt_act(tp, l.in.layout, X, N, C), *y = kt_zeros(local_numel(tp, l.out.layout, N, OC));
     PT_OK(tpar_row_linear_forward(&l, y, x, N, err));
     KT_CLOSE("row linear y", Y, pt_gather_act(tp, l.out.layout, y, N, OC), (size_t)N * OC, RTOL);
     float *dy = pt_act(tp, l.out.layout, dY, N, OC), *dx = kt_zeros(local_numel(tp, l.in.layout, N, C));
+    for (size_t i = 0; i < local_numel(tp, l.in.layout, N, C); i++) dx[i] = 7.0f; // backward writes dx, no +=
     PT_OK(tpar_row_linear_backward(&l, dx, dy, x, N, err));
     KT_CLOSE("row linear dx", dX, pt_gather_act(tp, l.in.layout, dx, N, C), (size_t)N * C, RTOL);
     KT_CLOSE("row linear dW", dW, pt_gather(tp, TPAR_SHARD_COLS, l.dw, OC, C), (size_t)OC * C, RTOL);
@@ -100,6 +110,8 @@ static void test_row_linear(const tpar_tp_t *tp, int flags) {
     tpar_row_linear_free(&l);
     kt_free_all();
 }
+
+static void test_row_linear(const tpar_tp_t *tp, int flags) { test_row_linear_c(tp, flags, 0); }
 
 /* ---- vocab-parallel embedding and cross-entropy ----------------------------------------- */
 
@@ -468,6 +480,8 @@ int main(int argc, char **argv) {
         test_row_linear(&tp, TPAR_LINEAR_INPUT_IS_PARALLEL);
         test_row_linear(&tp, 0);
         test_row_linear(&tp, TPAR_LINEAR_INPUT_IS_PARALLEL | TPAR_LINEAR_SKIP_BIAS_ADD);
+        test_row_linear_c(&tp, TPAR_LINEAR_INPUT_IS_PARALLEL, 1);
+        test_row_linear_c(&tp, 0, 1);
         test_embedding(&tp);
         test_xent(&tp);
         test_tied_lm(&tp);
