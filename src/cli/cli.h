@@ -75,7 +75,7 @@ void tpar_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format
 void tpar_cli_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Removes the Open MPI shared-memory segments (/dev/shm/vader_segment.*) that a dead job left
- * (kill -9 of mpirun): only files of this user, unchanged for 10 s, that no live process maps or
+ * (kill -9 of mpirun): only files of this user, unchanged for 2 s, that no live process maps or
  * holds open (from /proc/PID/maps and /proc/PID/fd). Prints one line when it removed some;
  * returns how many. Called once per run by the process that starts the ranks. */
 int tpar_cli_sweep_stale_shm(void);

@@ -160,7 +160,7 @@ int tpar_cli_launch_self(const char *cmd, int world, tpar_backend backend, const
 
 #define SHM_DIR "/dev/shm"
 #define VADER_PREFIX "vader_segment."
-#define STALE_AGE_S 10.0 /* well beyond the moment between a segment's creation and its mapping, on a loaded host */
+#define STALE_AGE_S 2.0 /* beyond the moment between a segment's creation and its mapping (microseconds) */
 
 /* Does any process hold open or map one of the n paths? Sets used[i]. Returns -1 when a
  * process could not be inspected (another user's, without the right to read it). Each
