@@ -41,7 +41,7 @@ TPAR_API int tpar_tokenizer_vocab_size(const tpar_tokenizer_t *tk);
 TPAR_API int32_t tpar_tokenizer_bos(const tpar_tokenizer_t *tk); /* -1 when there is none */
 TPAR_API int32_t tpar_tokenizer_eos(const tpar_tokenizer_t *tk); /* -1 when there is none */
 /* The bytes of token id (*len of them; not NUL-terminated), or NULL for an id no token has. */
-const unsigned char *tpar_tokenizer_token(const tpar_tokenizer_t *tk, int32_t id, size_t *len);
+TPAR_API const unsigned char *tpar_tokenizer_token(const tpar_tokenizer_t *tk, int32_t id, size_t *len);
 /* The id of the token whose bytes are s[0..len), or -1. */
 TPAR_API int32_t tpar_tokenizer_lookup(const tpar_tokenizer_t *tk, const void *s, size_t len);
 

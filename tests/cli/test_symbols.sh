@@ -30,6 +30,12 @@ sed -n 's/^TPAR_API[^(]*[^A-Za-z0-9_]\(tpar_[A-Za-z0-9_]*\)(.*/\1/p' "$src"/incl
 comm -12 "$tmp/api" "$tmp/defined" | comm -23 - "$tmp/globals" >"$tmp/hidden"
 [ ! -s "$tmp/hidden" ]; check $? "public API hidden in the installed library: $(tr '\n' ' ' <"$tmp/hidden")"
 
+# 2b. no function declared in a public header without TPAR_API (it would be hidden in the
+#     installed library while its header promises it); static inline helpers are not exported
+grep -hE '^[a-z_][a-zA-Z0-9_ *]*[^A-Za-z0-9_]tpar_[a-z0-9_]+\(' "$src"/include/tpar/*.h |
+    grep -vE '^(TPAR_API|static|typedef)' >"$tmp/unmarked"
+[ ! -s "$tmp/unmarked" ]; check $? "public declarations without TPAR_API: $(cut -c1-60 "$tmp/unmarked" | tr '\n' '|')"
+
 # 3. unique source basenames under src/ (a debugger, a profile or a log line names a file by it)
 find "$src/src" -type f \( -name '*.c' -o -name '*.h' \) | sed 's#.*/##' | sort | uniq -d >"$tmp/dups"
 [ ! -s "$tmp/dups" ]; check $? "basenames used twice under src/: $(tr '\n' ' ' <"$tmp/dups")"
