@@ -48,23 +48,6 @@ static void usage(FILE *f) {
             "  tokens/s bound of the GEMVs alone, and the ratio to fp32, measured side by side in one run.\n");
 }
 
-static int parse_list(const char *opt, const char *s, int lo, int hi, int *out, int *n) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    *n = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        long long v;
-        if (*n == MAX_LIST) {
-            tpar_cli_error(CMD, "%s: at most %d values", opt, MAX_LIST);
-            return -1;
-        }
-        if (tpar_cli_int(CMD, opt, tok, lo, hi, &v)) return -1;
-        out[(*n)++] = (int)v;
-    }
-    if (!*n) tpar_cli_error(CMD, "%s: empty list", opt);
-    return *n ? 0 : -1;
-}
-
 typedef struct {
     int ta, tb, M, N, K;
     float beta;
@@ -392,10 +375,10 @@ int tpar_bench_gemm(int argc, char **argv) {
     while ((c = tpar_cli_getopt(CMD, argc, argv, "h", longopts)) != -1) {
         switch (c) {
         case 'r':
-            if (parse_list("--rows", optarg, 1, 1 << 16, o.rows, &o.nrows)) return TPAR_EXIT_USAGE;
+            if (tpar_cli_int_list(CMD, "--rows", optarg, 1, 1 << 16, o.rows, MAX_LIST, &o.nrows)) return TPAR_EXIT_USAGE;
             break;
         case 'd':
-            if (parse_list("--decode", optarg, 1, 64, o.decode, &o.ndecode)) return TPAR_EXIT_USAGE;
+            if (tpar_cli_int_list(CMD, "--decode", optarg, 1, 64, o.decode, MAX_LIST, &o.ndecode)) return TPAR_EXIT_USAGE;
             break;
         case 'n':
             if (tpar_cli_int(CMD, "--reps", optarg, 1, 1000, &v)) return TPAR_EXIT_USAGE;

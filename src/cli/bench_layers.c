@@ -48,23 +48,6 @@ static void usage(FILE *f) {
             "--json prints one object per layer, TP size and SP setting instead.\n");
 }
 
-static int parse_list(const char *opt, const char *s, int lo, int hi, int *out, int *n) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    *n = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        long long v;
-        if (*n == MAX_LIST) {
-            tpar_cli_error(CMD, "%s: at most %d values", opt, MAX_LIST);
-            return -1;
-        }
-        if (tpar_cli_int(CMD, opt, tok, lo, hi, &v)) return -1;
-        out[(*n)++] = (int)v;
-    }
-    if (!*n) tpar_cli_error(CMD, "%s: empty list", opt);
-    return *n ? 0 : -1;
-}
-
 /* ---- worker: one rank of a TP group ------------------------------------------------------ */
 
 /* The GEMMs of the layer's linear shards, as tpar_matmul_forward/backward call them. */
@@ -287,8 +270,8 @@ int tpar_bench_layers_main(int argc, char **argv, const char *launcher, const ch
     while ((c = tpar_cli_getopt(CMD, argc, argv, "h", lopts)) != -1) {
         int bad = 0;
         switch (c) {
-        case 't': bad = parse_list("--tokens", optarg, 1, 1 << 20, o.tokens, &o.ntokens); break;
-        case 'p': bad = parse_list("--tp", optarg, 1, 64, o.tps, &o.ntps); break;
+        case 't': bad = tpar_cli_int_list(CMD, "--tokens", optarg, 1, 1 << 20, o.tokens, MAX_LIST, &o.ntokens); break;
+        case 'p': bad = tpar_cli_int_list(CMD, "--tp", optarg, 1, 64, o.tps, MAX_LIST, &o.ntps); break;
         case 's': bad = tpar_cli_int(CMD, "--seq", optarg, 1, 1 << 16, &v), o.seq = (int)v; break;
         case 'i': bad = tpar_cli_int(CMD, "--iters", optarg, 1, 1000, &v), o.iters = (int)v; break;
         case 'j': o.json = 1; break;

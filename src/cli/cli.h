@@ -54,6 +54,10 @@ int tpar_cli_getopt(const char *cmd, int argc, char **argv, const char *shortopt
  * "tpar CMD: --opt expects ..., got 'x'" and return -1. */
 int tpar_cli_int(const char *cmd, const char *opt, const char *val, long long lo, long long hi,
                  long long *out);
+/* A comma list of at most max ints in [lo, hi] ("256,512") into out[0..*n); 0, or -1 after
+ * printing the error. */
+int tpar_cli_int_list(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out, int max,
+                      int *n);
 int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo, double hi,
                     double *out);
 

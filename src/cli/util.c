@@ -71,6 +71,24 @@ int tpar_cli_int(const char *cmd, const char *opt, const char *val, long long lo
     return -1;
 }
 
+int tpar_cli_int_list(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out, int max,
+                      int *n) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", val);
+    *n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        long long v;
+        if (*n == max) {
+            tpar_cli_error(cmd, "%s: at most %d values", opt, max);
+            return -1;
+        }
+        if (tpar_cli_int(cmd, opt, tok, lo, hi, &v)) return -1;
+        out[(*n)++] = (int)v;
+    }
+    if (!*n) tpar_cli_error(cmd, "%s: empty list", opt);
+    return *n ? 0 : -1;
+}
+
 int tpar_cli_double(const char *cmd, const char *opt, const char *val, double lo, double hi,
                     double *out) {
     if (tpar_parse_double(val, lo, hi, out) == TPAR_OK) return 0;
