@@ -14,7 +14,7 @@
  * embedding and position rows).
  *
  * For each layout (TP, OpenMP threads per rank: 1 x 1, 1 x cores, 2 x cores/2), each round
- * measures the bandwidth, runs this build's `tpar generate` with OMP_NUM_THREADS set, then the
+ * measures the bandwidth, runs this build's `tpar generate` with OMP_NUM_THREADS and TPAR_THREADS set, then the
  * other binary's: interleaved, so both see the same load. The table shows the best of the
  * rounds (highest bandwidth and tokens/s, lowest time to first token) and the ratios.
  * usage: bench_generate [rounds (default 3)] [other tpar binary to compare (default: none)] */
@@ -45,9 +45,9 @@ static int run_one(const char *tpar, int tp, int threads, double *ttft, double *
     for (int i = 0; i < PROMPT; i++) prompt[i] = "To be, or not to be: that is the question. "[i % 44];
     prompt[PROMPT] = 0;
     snprintf(cmd, sizeof cmd,
-             "OMP_NUM_THREADS=%d '%s' generate --model %s --tp %d --prompt '%s' --tokens %d --temperature 0 "
-             "2>&1 >/dev/null",
-             threads, tpar, MODEL, tp, prompt, TOKENS);
+             "OMP_NUM_THREADS=%d TPAR_THREADS=%d '%s' generate --model %s --tp %d --prompt '%s' --tokens %d "
+             "--temperature 0 2>&1 >/dev/null",
+             threads, threads, tpar, MODEL, tp, prompt, TOKENS);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     char line[1024];
@@ -166,7 +166,7 @@ int main(int argc, char **argv) {
            MODEL, PROMPT, TOKENS, rounds);
     printf("bound = read bandwidth per rank (1 GiB streamed by TP x threads at once, / TP) / weight bytes per rank "
            "per token\n");
-    if (other) printf("other binary: %s (same OMP_NUM_THREADS)\n", other);
+    if (other) printf("other binary: %s (same OMP_NUM_THREADS and TPAR_THREADS)\n", other);
     const char *wait = getenv("OMP_WAIT_POLICY");
     printf("OMP_WAIT_POLICY=%s (passed on to the runs; see docs/INFERENCE.md)\n", wait ? wait : "(unset: active)");
     printf("%-2s %-4s | %9s %10s %9s | %9s %7s %9s | %9s %9s %7s\n", "TP", "thr", "GB/s/rank", "MB/tok/rk",

@@ -112,6 +112,12 @@ static tpar_status run_rank(const gen_opts_t *o, int *rank, int *quiet, tpar_err
         fflush(stderr);
     }
     if ((st = tpar_infer_init(&s, m, T, err))) goto done;
+    // Every rank has loaded before the clock of the first token starts: otherwise it counts the
+    // time a faster rank waits in its first collective for a slower one's load.
+    if (o->tp > 1 && (st = tpar_comm_barrier(world))) {
+        tpar_err_set(err, st, "%s", tpar_comm_error(world));
+        goto done;
+    }
     double t_load = tpar_now() - t0;
     *quiet = 0;
     tpar_generate_stats_t gs;
