@@ -24,7 +24,7 @@ PYEOF
 }
 
 printf 'bench_vs_torch: training steps, B=%d T=%d, AdamW, float32; mean of %d steps after 1 warm-up\n' $B $T "$steps"
-printf '  PyTorch %s with 2 threads (OMP_WAIT_POLICY=PASSIVE) vs tpar TP=2 (2 ranks, 1 BLAS thread each)\n' \
+printf '  PyTorch %s with 2 threads (OMP_WAIT_POLICY=PASSIVE) vs tpar TP=2 (2 ranks, cores / ranks threads each)\n' \
     "$("$py" -c 'import torch; print(torch.__version__)')"
 printf '%-10s %6s | %12s %9s | %12s %9s | %10s\n' model vocab "torch tok/s" "ms/step" "tpar tok/s" "ms/step" "tpar/torch"
 for spec in "gpt2-124m 12 12 768 50304 1024" "tiny 4 4 128 256 128"; do
