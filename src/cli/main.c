@@ -11,7 +11,7 @@ static const tpar_cli_cmd_t commands[] = {
     {"train", "train a GPT split across ranks (tensor x data parallel)", tpar_cmd_train},
     {"generate", "sample text from a checkpoint with tensor-parallel inference", tpar_cmd_generate},
     {"launch", "start N ranks of a program on this host and supervise them", tpar_cmd_launch},
-    {"bench", "benchmarks: collectives, layers, training", tpar_cmd_bench},
+    {"bench", "benchmarks: collectives, layers, GEMM providers, training", tpar_cmd_bench},
     {"tokenize", "turn text files into a token file with a byte-level BPE tokenizer", tpar_cmd_tokenize},
     {"plan", "memory and step-time model for a model on a cluster", tpar_cmd_plan},
     {"report", "an HTML page of charts of training runs (loss, throughput, comm, memory)", tpar_cmd_report},
